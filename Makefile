@@ -1,0 +1,70 @@
+# Loopstack: every target installs what it needs first (idempotent, fast when already done).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+.SUFFIXES:
+
+PYTHON ?= python3
+TOOLS := $(CURDIR)/.tools
+UV_VERSION := 0.13.8
+UV := $(or $(shell command -v uv 2>/dev/null),$(TOOLS)/uv/bin/uv)
+VENV_STAMP := .venv/.synced
+DRIFT_DIR := platform/drift-runtime
+DRIFT_STAMP := $(DRIFT_DIR)/.venv/.synced
+MODEL ?= bike-demand
+export PATH := $(TOOLS)/bin:$(PATH)
+
+.PHONY: help install demo test bench lint up down clean drift-env system-deps readme
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(TOOLS)/uv/bin/uv:
+	@echo "installing uv $(UV_VERSION) into $(TOOLS)/uv"
+	$(PYTHON) -m venv $(TOOLS)/uv
+	$(TOOLS)/uv/bin/pip install --quiet "uv==$(UV_VERSION)"
+
+$(VENV_STAMP): pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen
+	@touch $@
+
+$(DRIFT_STAMP): $(DRIFT_DIR)/pyproject.toml $(DRIFT_DIR)/uv.lock | $(UV)
+	cd $(DRIFT_DIR) && $(UV) sync --frozen
+	@touch $@
+
+install: $(VENV_STAMP) ## Install the main environment (uv sync --frozen)
+
+drift-env: $(DRIFT_STAMP) ## Install the drift runtime's own environment (alibi-detect 0.11.4)
+
+system-deps: ## Install system packages the tests use (PostgreSQL server), when root
+	@bash .ci/system-deps.sh
+
+demo: install ## Start the embedded stack and run the closed loop (MODEL=bike-demand)
+	$(UV) run loopstack up
+	$(UV) run loopstack status
+
+test: install drift-env system-deps ## Run the whole suite: layers, lint, types, tests
+	$(UV) run lint-imports
+	$(UV) run ruff check platform/loopstack tests
+	$(UV) run mypy
+	$(UV) run pytest
+
+lint: install ## ruff + mypy on platform/loopstack
+	$(UV) run ruff check platform/loopstack tests
+	$(UV) run ruff format --check platform/loopstack
+	$(UV) run mypy
+
+bench: install drift-env system-deps ## Measure performance as ratios against in-run baselines
+	$(UV) run python -m bench
+
+up: install ## Start the embedded stack
+	$(UV) run loopstack up
+
+down: install ## Stop the embedded stack
+	$(UV) run loopstack down
+
+clean: ## Stop the stack and remove state, caches and environments
+	-[ -x .venv/bin/loopstack ] && .venv/bin/loopstack down
+	rm -rf .loopstack .venv $(DRIFT_DIR)/.venv $(TOOLS) .pytest_cache .mypy_cache .ruff_cache bench/results reports
+
+readme: install ## Regenerate the README's configuration table from the settings model
+	$(UV) run python -m loopstack.core.settings_doc README.md

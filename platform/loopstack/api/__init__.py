@@ -1,0 +1,1 @@
+"""API layer: the management API (FastAPI) every CLI management command goes through."""

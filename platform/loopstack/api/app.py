@@ -1,0 +1,37 @@
+"""Build the management API application from settings: the API's composition root."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from loopstack import __version__
+from loopstack.api.errors import install_error_handlers
+from loopstack.core.settings import Settings
+
+__all__ = ["create_app"]
+
+
+def create_app(settings: Settings, registry: CollectorRegistry | None = None) -> FastAPI:
+    """Create the management API for one set of settings."""
+    app = FastAPI(
+        title="Loopstack management API",
+        version=__version__,
+        description="Models, deployments and traffic, pipelines, feedback, quality, drift, history.",
+    )
+    install_error_handlers(app)
+    metrics_registry = registry or CollectorRegistry()
+
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> dict[str, Any]:
+        """Liveness and identity of this API."""
+        return {"status": "ok", "version": __version__, "backend": settings.backend}
+
+    @app.get("/metrics", tags=["health"], include_in_schema=False)
+    def metrics() -> Response:
+        """Prometheus metrics of the management API."""
+        return Response(generate_latest(metrics_registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app

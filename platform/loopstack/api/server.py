@@ -1,0 +1,26 @@
+"""Run the management API under uvicorn: `python -m loopstack.api.server`."""
+
+from __future__ import annotations
+
+import uvicorn
+
+from loopstack.api.app import create_app
+from loopstack.core.settings import load_settings
+
+__all__ = ["main"]
+
+
+def main() -> None:
+    """Entry point of the management API process."""
+    settings = load_settings()
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.api.port,
+        log_level="warning",
+        access_log=False,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""CLI layer: `loopstack` (typer + rich), a client of the management API."""

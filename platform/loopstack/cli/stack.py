@@ -1,0 +1,130 @@
+"""The embedded stack: which local processes `loopstack up` starts, in order, and how."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from loopstack.core.errors import DependencyMissing
+from loopstack.core.processes import ProcessSpec, RunningProcess, Supervisor
+from loopstack.core.settings import Settings
+
+__all__ = ["Component", "StackStatus", "embedded_components", "prepare_state", "stack_status"]
+
+
+@dataclass(frozen=True)
+class Component:
+    """One supervised process of the embedded stack and how long it may take to start."""
+
+    spec: ProcessSpec
+    start_timeout_s: float
+
+
+def _venv_bin(program: str) -> str:
+    path = Path(sys.executable).parent / program
+    if not path.exists():
+        raise DependencyMissing(program, "run `make install` (uv sync --frozen)")
+    return str(path)
+
+
+def prepare_state(settings: Settings) -> None:
+    """Create the state directory layout the embedded components write to."""
+    for sub in ("run", "logs", "mlflow/artifacts", "events", "feast"):
+        (settings.state_path / sub).mkdir(parents=True, exist_ok=True)
+
+
+def _mlflow(settings: Settings) -> Component:
+    state = settings.state_path / "mlflow"
+    url = f"http://{settings.host}:{settings.mlflow.port}"
+    argv = [
+        _venv_bin("mlflow"),
+        "server",
+        "--host", settings.host,
+        "--port", str(settings.mlflow.port),
+        "--backend-store-uri", f"sqlite:///{state / 'mlflow.db'}",
+        "--artifacts-destination", str(state / "artifacts"),
+        "--serve-artifacts",
+        "--workers", "1",
+    ]  # fmt: skip
+    spec = ProcessSpec(
+        name="mlflow",
+        argv=argv,
+        url=url,
+        health_url=f"{url}/health",
+        port=settings.mlflow.port,
+        port_setting="LOOPSTACK_MLFLOW__PORT",
+        # The job runner forks ~7 huey consumers we never use; keep the stack small.
+        env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+    )
+    return Component(spec, settings.mlflow.start_timeout_s)
+
+
+def _api(settings: Settings) -> Component:
+    url = f"http://{settings.host}:{settings.api.port}"
+    spec = ProcessSpec(
+        name="api",
+        argv=[sys.executable, "-m", "loopstack.api.server"],
+        url=url,
+        health_url=f"{url}/healthz",
+        port=settings.api.port,
+        port_setting="LOOPSTACK_API__PORT",
+        env=_settings_env(settings),
+    )
+    return Component(spec, 60.0)
+
+
+def _settings_env(settings: Settings) -> dict[str, str]:
+    """Pass the resolved settings to child processes, so they load the same configuration."""
+    env = {}
+    for name, value in settings:
+        if isinstance(value, BaseModel):
+            env[f"LOOPSTACK_{name.upper()}"] = value.model_dump_json()
+        elif isinstance(value, Path):
+            env[f"LOOPSTACK_{name.upper()}"] = str(settings.resolve(value))
+        else:
+            env[f"LOOPSTACK_{name.upper()}"] = str(value)
+    return env
+
+
+def embedded_components(settings: Settings) -> list[Component]:
+    """The processes of the embedded stack, in start order."""
+    components = []
+    if settings.mlflow.tracking_uri is None:
+        components.append(_mlflow(settings))
+    components.append(_api(settings))
+    return components
+
+
+@dataclass(frozen=True)
+class StackStatus:
+    """What `loopstack status` shows for one component."""
+
+    name: str
+    state: str
+    url: str | None
+    pid: int | None
+
+
+def stack_status(
+    settings: Settings, healthy: Callable[[RunningProcess], bool] | None = None
+) -> list[StackStatus]:
+    """State of every embedded component: healthy, unhealthy, stale or stopped."""
+    supervisor = Supervisor(settings.state_path)
+    rows = []
+    for component in embedded_components(settings):
+        spec = component.spec
+        running = supervisor.read(spec.name)
+        if running is None:
+            rows.append(StackStatus(spec.name, "stopped", spec.url, None))
+        elif not running.alive():
+            rows.append(StackStatus(spec.name, "stale", spec.url, running.pid))
+        else:
+            ok = healthy(running) if healthy else running.healthy()
+            rows.append(
+                StackStatus(spec.name, "healthy" if ok else "unhealthy", spec.url, running.pid)
+            )
+    return rows

@@ -1,0 +1,92 @@
+"""`loopstack up`, `down` and `status`: the only commands that act on local processes."""
+
+from __future__ import annotations
+
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from loopstack.cli.output import console
+from loopstack.cli.stack import Component, embedded_components, prepare_state, stack_status
+from loopstack.core.errors import ConfigurationError
+from loopstack.core.processes import Supervisor
+from loopstack.core.settings import Settings
+
+__all__ = ["down", "status", "up"]
+
+_STYLE = {"healthy": "green", "unhealthy": "yellow", "stale": "red", "stopped": "dim"}
+
+
+def up(settings: Settings) -> None:
+    """Start every component not yet running; on failure stop what this call started."""
+    if settings.backend != "embedded":
+        raise ConfigurationError(
+            "`loopstack up` runs the embedded stack; with backend=kubernetes install the Helm "
+            "chart instead (see README), or set LOOPSTACK_BACKEND=embedded"
+        )
+    supervisor = Supervisor(settings.state_path)
+    components = embedded_components(settings)
+    prepare_state(settings)
+    for component in components:
+        if (running := supervisor.check_can_start(component.spec)) is not None:
+            console.print(
+                f"{component.spec.name} already running (pid {running.pid}) at {running.url}"
+            )
+    started: list[str] = []
+    try:
+        with Progress(
+            SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console
+        ) as progress:
+            for component in components:
+                if supervisor.read(component.spec.name) is None:
+                    _start(supervisor, component, progress)
+                    started.append(component.spec.name)
+    except BaseException:
+        for name in reversed(started):
+            supervisor.stop(name)
+        raise
+    status(settings)
+
+
+def _start(supervisor: Supervisor, component: Component, progress: Progress) -> None:
+    spec = component.spec
+    task = progress.add_task(f"starting {spec.name}", total=None)
+    running = supervisor.start(spec)
+    supervisor.wait_healthy(
+        running,
+        component.start_timeout_s,
+        tick=lambda s: progress.update(task, description=f"waiting for {spec.name} ({s:.0f}s)"),
+    )
+    progress.update(task, description=f"[green]{spec.name} healthy[/] at {spec.url}")
+
+
+def down(settings: Settings) -> None:
+    """Stop every recorded component, latest first, and clean stale pid files."""
+    supervisor = Supervisor(settings.state_path)
+    recorded = supervisor.recorded()
+    if not recorded:
+        console.print("nothing is running")
+        return
+    order = [c.spec.name for c in embedded_components(settings)]
+    recorded.sort(
+        key=lambda p: order.index(p.name) if p.name in order else len(order), reverse=True
+    )
+    for process in recorded:
+        if supervisor.stop(process.name):
+            console.print(f"stopped {process.name} (pid {process.pid})")
+        else:
+            console.print(f"removed stale pid file of {process.name} (pid {process.pid})")
+
+
+def status(settings: Settings) -> bool:
+    """Print the component table; True when every component is healthy."""
+    rows = stack_status(settings)
+    table = Table(title=f"Loopstack ({settings.backend}) — state in {settings.state_path}")
+    for column in ("component", "state", "url", "pid"):
+        table.add_column(column)
+    for row in rows:
+        style = _STYLE.get(row.state, "")
+        table.add_row(row.name, f"[{style}]{row.state}[/]", row.url or "", str(row.pid or ""))
+    console.print(table)
+    if all(r.state == "stopped" for r in rows):
+        console.print("nothing is running: start the stack with `loopstack up`")
+    return all(r.state == "healthy" for r in rows)

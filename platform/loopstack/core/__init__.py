@@ -1,0 +1,1 @@
+"""Core layer: settings, errors, events, audit records, PII masking, process supervision."""

@@ -1,0 +1,273 @@
+"""Supervised local processes: start in their own process group, pid files, health, stop.
+
+The embedded stack and the tests both use this, so `loopstack down` and a test teardown stop
+exactly the process groups they started and nothing else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from loopstack.core.errors import ConfigurationError, PortInUse, StalePidFile
+
+__all__ = [
+    "ProcessSpec",
+    "RunningProcess",
+    "Supervisor",
+    "free_port",
+    "http_healthy",
+    "pid_alive",
+    "port_is_free",
+]
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that is free on `host` right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def port_is_free(host: str, port: int) -> bool:
+    """Whether nothing listens on `host:port`."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def http_healthy(url: str, timeout: float = 2.0) -> bool:
+    """Whether `url` answers 2xx."""
+    try:
+        return httpx.get(url, timeout=timeout).is_success
+    except httpx.HTTPError:
+        return False
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists (and is not a zombie)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state != "Z"
+
+
+def _start_time(pid: int) -> str | None:
+    """Kernel start time of a pid: tells a reused pid from the process we started."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    """A long-running process the supervisor starts."""
+
+    name: str
+    argv: Sequence[str]
+    health_url: str | None = None
+    port: int | None = None
+    port_setting: str = ""
+    env: Mapping[str, str] = field(default_factory=dict)
+    cwd: Path | None = None
+    url: str | None = None
+
+
+@dataclass(frozen=True)
+class RunningProcess:
+    """What a pid file records about a started process."""
+
+    name: str
+    pid: int
+    start_time: str | None
+    argv: list[str]
+    url: str | None
+    health_url: str | None
+    log: str
+
+    def alive(self) -> bool:
+        """Whether this exact process (not a reused pid) still runs."""
+        return pid_alive(self.pid) and _start_time(self.pid) == self.start_time
+
+    def healthy(self) -> bool:
+        """Alive and, if it has a health URL, answering it."""
+        return self.alive() and (self.health_url is None or http_healthy(self.health_url))
+
+
+class Supervisor:
+    """Starts, tracks and stops process groups under a state directory."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.run_dir = state_dir / "run"
+        self.log_dir = state_dir / "logs"
+
+    def pid_file(self, name: str) -> Path:
+        """Path of a component's pid file."""
+        return self.run_dir / f"{name}.pid"
+
+    def read(self, name: str) -> RunningProcess | None:
+        """The recorded process of a component, if a pid file exists."""
+        path = self.pid_file(name)
+        if not path.is_file():
+            return None
+        try:
+            return RunningProcess(**json.loads(path.read_text()))
+        except (ValueError, TypeError):
+            path.unlink(missing_ok=True)
+            return None
+
+    def recorded(self) -> list[RunningProcess]:
+        """Every process with a pid file."""
+        if not self.run_dir.is_dir():
+            return []
+        found = (self.read(p.stem) for p in sorted(self.run_dir.glob("*.pid")))
+        return [p for p in found if p is not None]
+
+    def check_can_start(self, spec: ProcessSpec) -> RunningProcess | None:
+        """Return the running process if already up; raise if a stale pid file or port blocks it."""
+        current = self.read(spec.name)
+        if current is not None:
+            if current.alive():
+                return current
+            raise StalePidFile(spec.name, str(self.pid_file(spec.name)), current.pid)
+        if spec.port is not None:
+            host = _host_of(spec)
+            if not port_is_free(host, spec.port):
+                raise PortInUse(spec.name, host, spec.port, spec.port_setting or "its port setting")
+        return None
+
+    def start(self, spec: ProcessSpec) -> RunningProcess:
+        """Start a process in a new session (its own process group) and record it."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log_path = self.log_dir / f"{spec.name}.log"
+        env = {**os.environ, **spec.env}
+        with open(log_path, "ab") as log:
+            try:
+                proc = subprocess.Popen(
+                    list(spec.argv),
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    cwd=spec.cwd,
+                    env=env,
+                    start_new_session=True,
+                )
+            except FileNotFoundError as exc:
+                raise ConfigurationError(
+                    f"{spec.name}: cannot run {spec.argv[0]!r} ({exc.strerror}); run `make install`"
+                ) from exc
+        running = RunningProcess(
+            name=spec.name,
+            pid=proc.pid,
+            start_time=_start_time(proc.pid),
+            argv=list(spec.argv),
+            url=spec.url,
+            health_url=spec.health_url,
+            log=str(log_path),
+        )
+        self.pid_file(spec.name).write_text(json.dumps(running.__dict__))
+        return running
+
+    def wait_healthy(
+        self,
+        running: RunningProcess,
+        timeout: float,
+        tick: Callable[[float], None] | None = None,
+    ) -> None:
+        """Block until the process answers its health URL; raise with its log tail if it dies."""
+        deadline = time.monotonic() + timeout
+        started = time.monotonic()
+        while time.monotonic() < deadline:
+            if not running.alive():
+                raise ConfigurationError(
+                    f"{running.name} exited while starting; last log lines:\n{_tail(running.log)}"
+                )
+            if running.health_url is None or http_healthy(running.health_url, timeout=1.0):
+                return
+            if tick is not None:
+                tick(time.monotonic() - started)
+            time.sleep(0.25)
+        raise ConfigurationError(
+            f"{running.name} did not become healthy within {timeout:.0f}s "
+            f"(see {running.log}); last log lines:\n{_tail(running.log)}"
+        )
+
+    def stop(self, name: str, grace: float = 10.0) -> bool:
+        """Stop a component's whole process group; remove its pid file. True if it was running."""
+        running = self.read(name)
+        if running is None:
+            return False
+        was_running = running.alive()
+        if was_running:
+            stop_group(running.pid, grace)
+        self.pid_file(name).unlink(missing_ok=True)
+        return was_running
+
+
+def stop_group(pid: int, grace: float = 10.0) -> None:
+    """SIGTERM the process group led by `pid`, then SIGKILL what is left after `grace` seconds."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            if not _group_alive(pid):
+                _reap(pid)
+                return
+            time.sleep(0.1)
+    _reap(pid)
+
+
+def _group_alive(pgid: int) -> bool:
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
+
+
+def _reap(pid: int) -> None:
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def _host_of(spec: ProcessSpec) -> str:
+    url = spec.url or spec.health_url or ""
+    return url.split("://", 1)[-1].split(":", 1)[0] or "127.0.0.1"
+
+
+def _tail(path: str, lines: int = 15) -> str:
+    try:
+        return "\n".join(Path(path).read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"

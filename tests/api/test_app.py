@@ -1,0 +1,31 @@
+"""The management API: health, OpenAPI, and errors as `{"error": reason}`."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+from loopstack.api.app import create_app
+from loopstack.core.errors import NotFound
+from loopstack.core.settings import Settings
+
+
+def test_health_and_openapi() -> None:
+    client = TestClient(create_app(Settings()))
+    assert client.get("/healthz").json() == {
+        "status": "ok",
+        "version": "0.1.0",
+        "backend": "embedded",
+    }
+    assert client.get("/openapi.json").json()["info"]["title"] == "Loopstack management API"
+    assert client.get("/metrics").status_code == 200
+
+
+def test_loopstack_errors_become_json_with_their_status() -> None:
+    app = create_app(Settings())
+
+    @app.get("/boom")
+    def boom() -> None:
+        raise NotFound("model 'x' not found; list models with `loopstack models list`")
+
+    response = TestClient(app).get("/boom")
+    assert response.status_code == 404
+    assert response.json()["error"].startswith("model 'x' not found")
