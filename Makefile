@@ -13,7 +13,7 @@ DRIFT_STAMP := $(DRIFT_DIR)/.venv/.synced
 MODEL ?= bike-demand
 export PATH := $(TOOLS)/bin:$(PATH)
 
-.PHONY: help install demo test bench lint up down clean drift-env system-deps readme
+.PHONY: help install demo test bench lint up down clean drift-env system-deps readme k8s-tools charts
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -38,18 +38,25 @@ drift-env: $(DRIFT_STAMP) ## Install the drift runtime's own environment (alibi-
 system-deps: ## Install system packages the tests use (PostgreSQL server), when root
 	@bash .ci/system-deps.sh
 
+k8s-tools: ## Install helm, kubectl, promtool and checkov into .tools/ (chart and alert tests)
+	@bash .ci/k8s-tools.sh
+
+charts: install ## Regenerate the chart's Argo workflows and Grafana dashboards
+	$(UV) run python charts/generate.py
+
 demo: install ## Start the embedded stack and run the closed loop (MODEL=bike-demand)
 	$(UV) run loopstack up
 	$(UV) run loopstack status
 
-test: install drift-env system-deps ## Run the whole suite: layers, lint, types, tests
+test: install drift-env system-deps k8s-tools ## Run the whole suite: layers, lint, types, tests
 	$(UV) run lint-imports
-	$(UV) run ruff check platform/loopstack tests
+	$(UV) run ruff check platform/loopstack tests bench charts $(DRIFT_DIR)/src $(DRIFT_DIR)/tests
 	$(UV) run mypy
+	cd $(DRIFT_DIR) && $(UV) run --frozen pytest tests -q
 	$(UV) run pytest
 
 lint: install ## ruff + mypy on platform/loopstack
-	$(UV) run ruff check platform/loopstack tests
+	$(UV) run ruff check platform/loopstack tests bench charts $(DRIFT_DIR)/src $(DRIFT_DIR)/tests
 	$(UV) run ruff format --check platform/loopstack
 	$(UV) run mypy
 

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from fastapi.testclient import TestClient
 from loopstack.api.app import create_app
 from loopstack.core.errors import NotFound
 from loopstack.core.settings import Settings
 
 
-def test_health_and_openapi() -> None:
-    client = TestClient(create_app(Settings()))
+def test_health_and_openapi(tmp_path: Path) -> None:
+    client = TestClient(create_app(Settings(state_dir=tmp_path)))
     assert client.get("/healthz").json() == {
         "status": "ok",
         "version": "0.1.0",
@@ -19,8 +21,8 @@ def test_health_and_openapi() -> None:
     assert client.get("/metrics").status_code == 200
 
 
-def test_loopstack_errors_become_json_with_their_status() -> None:
-    app = create_app(Settings())
+def test_loopstack_errors_become_json_with_their_status(tmp_path: Path) -> None:
+    app = create_app(Settings(state_dir=tmp_path))
 
     @app.get("/boom")
     def boom() -> None:

@@ -36,14 +36,19 @@ def test_up_starts_a_real_mlflow_that_round_trips_a_model(stack: Stack) -> None:
 def test_status_reports_every_component_healthy_at_its_url(stack: Stack) -> None:
     result = stack.cli("status")
     assert result.returncode == 0, result.stdout + result.stderr
-    for url in (stack.settings.mlflow_tracking_uri, stack.settings.api_url):
+    drift_url = f"http://127.0.0.1:{stack.settings.drift.detector_port}"
+    for url in (stack.settings.mlflow_tracking_uri, stack.settings.api_url, drift_url):
         assert url in result.stdout
-    assert result.stdout.count("healthy") == 2
+    assert result.stdout.count("healthy") == 3
     assert httpx.get(f"{stack.settings.api_url}/healthz").json()["status"] == "ok"
 
 
 def test_servers_listen_on_loopback_only(stack: Stack) -> None:
-    for port in (stack.settings.mlflow.port, stack.settings.api.port):
+    for port in (
+        stack.settings.mlflow.port,
+        stack.settings.api.port,
+        stack.settings.drift.detector_port,
+    ):
         listening = Path("/proc/net/tcp").read_text()
         # 0100007F is 127.0.0.1 in /proc/net/tcp's little-endian hex.
         assert f"0100007F:{port:04X}" in listening
@@ -55,6 +60,7 @@ def test_second_up_says_what_already_runs(stack: Stack) -> None:
     assert result.returncode == 0, result.stderr
     assert "mlflow already running" in result.stdout
     assert "api already running" in result.stdout
+    assert "drift already running" in result.stdout
 
 
 def test_management_api_serves_openapi(stack: Stack) -> None:
@@ -67,6 +73,7 @@ def test_down_stops_exactly_what_up_started(stack: Stack, tmp_path: Path) -> Non
     # A second stack that uses the session's MLflow: its `down` must stop only its own API.
     env = stack_env(tmp_path / "state")
     env["LOOPSTACK_MLFLOW__TRACKING_URI"] = stack.settings.mlflow_tracking_uri
+    env["LOOPSTACK_DRIFT__DETECTOR_URL"] = f"http://127.0.0.1:{stack.settings.drift.detector_port}"
     assert run_cli(env, "up").returncode == 0
     supervisor = Supervisor(settings_from(env).state_path)
     (api,) = supervisor.recorded()
@@ -83,6 +90,7 @@ def test_down_stops_exactly_what_up_started(stack: Stack, tmp_path: Path) -> Non
 def test_port_in_use_is_a_one_line_error_naming_the_setting(tmp_path: Path) -> None:
     env = stack_env(tmp_path / "state")
     env["LOOPSTACK_MLFLOW__TRACKING_URI"] = "http://127.0.0.1:1"
+    env["LOOPSTACK_DRIFT__DETECTOR_URL"] = "http://127.0.0.1:1"
     port = free_port()
     env["LOOPSTACK_API__PORT"] = str(port)
     with socket.socket() as blocker:
@@ -97,6 +105,7 @@ def test_port_in_use_is_a_one_line_error_naming_the_setting(tmp_path: Path) -> N
 def test_stale_pid_file_names_the_fix_and_down_cleans_it(tmp_path: Path) -> None:
     env = stack_env(tmp_path / "state")
     env["LOOPSTACK_MLFLOW__TRACKING_URI"] = "http://127.0.0.1:1"
+    env["LOOPSTACK_DRIFT__DETECTOR_URL"] = "http://127.0.0.1:1"
     run_dir = settings_from(env).state_path / "run"
     run_dir.mkdir(parents=True)
     dead = {"name": "api", "pid": 2**22 - 7, "start_time": "1", "argv": ["x"], "url": None,

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from loopstack.core.settings import Settings
 from loopstack.serving.backends import open_backend
-from loopstack.serving.backends.kubernetes import KubernetesBackend, render_inference_service
+from loopstack.serving.backends.kubernetes import render_inference_service, split_of
 from loopstack.serving.traffic import TrafficSplit
 from pydantic import ValidationError
 
@@ -45,11 +45,10 @@ def test_kubernetes_canary_matches_the_embedded_split(tmp_path: Path) -> None:
         model="bike-demand", champion="3", challenger="4", mode="canary", canary_percent=10
     )
     embedded = open_backend(Settings(project_dir=tmp_path)).deploy(split).split
-    backend = open_backend(Settings(project_dir=tmp_path, backend="kubernetes"))
-    assert isinstance(backend, KubernetesBackend)
-    rendered = backend.deploy(embedded).split
+    isvc = render_inference_service(embedded, Settings(project_dir=tmp_path, backend="kubernetes"))
+    rendered = split_of(isvc)
     assert (rendered.champion, rendered.challenger, rendered.canary_percent) == ("3", "4", 10)
-    isvc = render_inference_service(embedded, Settings(project_dir=tmp_path))
+    assert rendered.revision == embedded.revision
     assert isvc["spec"]["predictor"]["canaryTrafficPercent"] == 10
     assert isvc["spec"]["predictor"]["model"]["storageUri"] == "models:/bike-demand/4"
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Response
@@ -9,20 +11,38 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from loopstack import __version__
 from loopstack.api.errors import install_error_handlers
+from loopstack.api.routes import models, pipelines
+from loopstack.api.routes.events import events_router
+from loopstack.api.services import Services
 from loopstack.core.settings import Settings
 
 __all__ = ["create_app"]
 
 
-def create_app(settings: Settings, registry: CollectorRegistry | None = None) -> FastAPI:
+def create_app(
+    settings: Settings,
+    registry: CollectorRegistry | None = None,
+    services: Services | None = None,
+) -> FastAPI:
     """Create the management API for one set of settings."""
+    shared = services or Services(settings, registry)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        shared.close()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="Loopstack management API",
         version=__version__,
         description="Models, deployments and traffic, pipelines, feedback, quality, drift, history.",
     )
     install_error_handlers(app)
-    metrics_registry = registry or CollectorRegistry()
+    for area in (models, pipelines):
+        app.include_router(area.router(shared))
+    app.include_router(events_router(shared.event_service))
+    metrics_registry = shared.metrics_registry
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, Any]:

@@ -7,8 +7,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import BaseModel
-
 from loopstack.core.errors import DependencyMissing
 from loopstack.core.processes import ProcessSpec, RunningProcess, Supervisor
 from loopstack.core.settings import Settings
@@ -33,7 +31,7 @@ def _venv_bin(program: str) -> str:
 
 def prepare_state(settings: Settings) -> None:
     """Create the state directory layout the embedded components write to."""
-    for sub in ("run", "logs", "mlflow/artifacts", "events", "feast"):
+    for sub in ("run", "logs", "mlflow/artifacts", "events", "feast", "drift"):
         (settings.state_path / sub).mkdir(parents=True, exist_ok=True)
 
 
@@ -72,22 +70,23 @@ def _api(settings: Settings) -> Component:
         health_url=f"{url}/healthz",
         port=settings.api.port,
         port_setting="LOOPSTACK_API__PORT",
-        env=_settings_env(settings),
+        env=settings.as_env(),
     )
     return Component(spec, 60.0)
 
 
-def _settings_env(settings: Settings) -> dict[str, str]:
-    """Pass the resolved settings to child processes, so they load the same configuration."""
-    env = {}
-    for name, value in settings:
-        if isinstance(value, BaseModel):
-            env[f"LOOPSTACK_{name.upper()}"] = value.model_dump_json()
-        elif isinstance(value, Path):
-            env[f"LOOPSTACK_{name.upper()}"] = str(settings.resolve(value))
-        else:
-            env[f"LOOPSTACK_{name.upper()}"] = str(value)
-    return env
+def _detector_server(settings: Settings) -> Component:
+    from loopstack.monitoring.detector_runtime import detector_server_spec, drift_python
+    from loopstack.monitoring.errors import DriftRuntimeMissing
+
+    try:
+        python = drift_python(settings.drift.python or None, settings.project_dir.resolve())
+    except DriftRuntimeMissing as exc:  # `up` reports it; status and down still work
+        python = Path(exc.path)
+    spec = detector_server_spec(
+        settings.drift.detector_port, settings.state_path / "drift", settings.host, python
+    )
+    return Component(spec, 120.0)
 
 
 def embedded_components(settings: Settings) -> list[Component]:
@@ -95,6 +94,8 @@ def embedded_components(settings: Settings) -> list[Component]:
     components = []
     if settings.mlflow.tracking_uri is None:
         components.append(_mlflow(settings))
+    if settings.drift.detector_url is None:
+        components.append(_detector_server(settings))
     components.append(_api(settings))
     return components
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from loopstack.cli.output import console
 from loopstack.cli.stack import Component, embedded_components, prepare_state, stack_status
-from loopstack.core.errors import ConfigurationError
+from loopstack.core.errors import ConfigurationError, DependencyMissing
 from loopstack.core.processes import Supervisor
 from loopstack.core.settings import Settings
 
@@ -27,6 +29,12 @@ def up(settings: Settings) -> None:
     components = embedded_components(settings)
     prepare_state(settings)
     for component in components:
+        program = component.spec.argv[0]
+        if not Path(program).is_file():
+            raise DependencyMissing(
+                f"{component.spec.name} ({program})", "run `make install` and `make drift-env`"
+            )
+    for component in components:
         if (running := supervisor.check_can_start(component.spec)) is not None:
             console.print(
                 f"{component.spec.name} already running (pid {running.pid}) at {running.url}"
@@ -36,6 +44,7 @@ def up(settings: Settings) -> None:
         with Progress(
             SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console
         ) as progress:
+            _apply_features(settings, progress)
             for component in components:
                 if supervisor.read(component.spec.name) is None:
                     _start(supervisor, component, progress)
@@ -45,6 +54,17 @@ def up(settings: Settings) -> None:
             supervisor.stop(name)
         raise
     status(settings)
+
+
+def _apply_features(settings: Settings, progress: Progress) -> None:
+    """Register the Feast repository's definitions (idempotent: Feast applies only the diff)."""
+    from loopstack.features.store import apply
+
+    task = progress.add_task("applying the Feast repository", total=None)
+    apply(settings)
+    progress.update(
+        task, description=f"[green]feature repository applied[/] ({settings.feature_repo_dir})"
+    )
 
 
 def _start(supervisor: Supervisor, component: Component, progress: Progress) -> None:

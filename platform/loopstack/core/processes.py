@@ -32,6 +32,19 @@ __all__ = [
 ]
 
 
+# Set by libraries on import (Feast points it at a temp dir that dies with the importing
+# process); a child that inherits it crashes or silently switches prometheus_client to
+# multi-process mode.
+_LIBRARY_SET_VARIABLES = ("PROMETHEUS_MULTIPROC_DIR",)
+
+
+def child_environ(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """This process's environment for a child, minus what libraries set here on import."""
+    env = {k: v for k, v in os.environ.items() if k not in _LIBRARY_SET_VARIABLES}
+    env.update(extra or {})
+    return env
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port that is free on `host` right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -163,7 +176,7 @@ class Supervisor:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_dir / f"{spec.name}.log"
-        env = {**os.environ, **spec.env}
+        env = child_environ(spec.env)
         with open(log_path, "ab") as log:
             try:
                 proc = subprocess.Popen(

@@ -76,6 +76,22 @@ class ServingSettings(_Section):
     """HTTP port of the embedded inference server (KServe v1 and v2 REST)."""
     grpc_port: int = 8781
     """gRPC port of the embedded inference server (Open Inference Protocol v2)."""
+    traffic_poll_s: float = Field(0.5, gt=0, le=60)
+    """How often the inference server checks the traffic split revisions (off the request path)."""
+    event_queue_max: int = Field(100_000, ge=100)
+    """Prediction events held in memory before the outbox; beyond it they are dropped and counted."""
+    shadow_queue_max: int = Field(1_000, ge=1)
+    """Shadow requests waiting for the challenger; beyond it mirrors are skipped and counted."""
+    model_threads: int = Field(1, ge=1)
+    """OpenMP/BLAS threads a model may use per call; 1 suits small requests (fan-out costs more)."""
+    request_logging: bool = False
+    """KServe's per-request log lines (access log, timing); off: prediction events are the record."""
+    async_inference: bool = True
+    """Also consume `inference.request.v1` events and answer with `inference.result.v1`."""
+    ingest_pair_timeout_s: float = Field(5.0, gt=0)
+    """How long a KServe logger request waits for its response (and vice versa) before it is logged alone."""
+    ingest_url: str | None = None
+    """URL InferenceServices' loggers post to; default the in-cluster Loopstack runtime service."""
 
 
 class EventsSettings(_Section):
@@ -121,6 +137,56 @@ class EventsSettings(_Section):
     """OTLP/HTTP traces endpoint (e.g. `http://127.0.0.1:4318/v1/traces`); None: no export."""
 
 
+class DriftSettings(_Section):
+    """The drift consumer and the detector server (drift runtime)."""
+
+    detector_port: int = 8710
+    """HTTP port of the embedded detector server."""
+    detector_url: str | None = None
+    """Use an external detector server instead of the embedded one."""
+    python: Path | None = None
+    """Interpreter of the drift runtime; default `platform/drift-runtime/.venv/bin/python`."""
+
+
+class FeedbackSettings(_Section):
+    """The feedback consumer and its read model (joined predictions and outcomes, live quality)."""
+
+    read_model_url: str | None = None
+    """SQLAlchemy URL of the read model; default SQLite under the state dir (PostgreSQL at scale)."""
+    group: str = "feedback"
+    """Consumer group of the feedback consumer (its processed-event ids live in the read model)."""
+    metrics_port: int = 8720
+    """HTTP port where the feedback consumer serves `/metrics` (`loopstack_quality_*` gauges)."""
+    entity_time_tolerance_s: float = Field(default=300.0, ge=0)
+    """An outcome sent by entity key + event time joins the prediction whose request time is
+    nearest its event time and at most this far away."""
+    default_join_window_s: float = Field(default=7 * 24 * 3600, gt=0)
+    """How long an outcome naming no known model waits for its prediction (else the spec's)."""
+    sweep_interval_s: float = Field(default=5.0, gt=0)
+    """How often the consumer dead-letters expired orphans, publishes alerts and pushes features."""
+    alert_metrics: list[str] = Field(default_factory=list)
+    """Metrics alerted on besides each model's gate metric (e.g. `mae`, `calibration_error`)."""
+    push_sources: dict[str, str] = Field(
+        default_factory=lambda: {"bike-demand": "city_demand_push"}
+    )
+    """Model -> Feast push source that outcomes refresh (hourly lag features; {} turns it off)."""
+    max_batch: int = Field(default=10_000, ge=1)
+    """Outcomes one `POST /v1/feedback` may carry."""
+
+
+class PipelinesSettings(_Section):
+    """The embedded pipeline runner."""
+
+    parallelism: int = Field(2, ge=1)
+    """Steps (and sweep branches) the embedded runner runs at once."""
+    retry_backoff_s: float = Field(1.0, ge=0)
+    """First back-off before retrying a failed step; doubles on each retry."""
+    cache: bool = True
+    """Reuse a step's outputs when its code, parameters and inputs are unchanged."""
+    fork_server: bool = True
+    """Import the heavy libraries once per run and fork each step's process from that worker."""
+
+
 class KubernetesSettings(_Section):
     """The Kubernetes backend."""
 
@@ -128,8 +194,14 @@ class KubernetesSettings(_Section):
     """Namespace for InferenceServices and Workflows."""
     crds_dir: Path = Path("../shared/crds")
     """Folder of upstream CRD YAML files manifests are validated against (relative to project_dir)."""
-    runtime_image: str = "ghcr.io/loopstack/runtime:0.1.0"
-    """Image of the Loopstack model runtime (ClusterServingRuntime)."""
+    image: str = "ghcr.io/loopstack/loopstack:0.1.0"
+    """Platform image: management API, consumers, pipeline steps and the model runtime."""
+    drift_image: str = "ghcr.io/loopstack/drift-runtime:0.1.0"
+    """Drift runtime image: the detector server and the `fit-detectors` step."""
+    run_volume_size: str = "2Gi"
+    """Size of the volume a pipeline run's steps share (their files)."""
+    run_volume_access_mode: Literal["ReadWriteOnce", "ReadWriteMany"] = "ReadWriteOnce"
+    """Access mode of that volume; ReadWriteMany lets sweep branches run on several nodes."""
 
 
 class Settings(BaseSettings):
@@ -155,6 +227,9 @@ class Settings(BaseSettings):
     features: FeaturesSettings = Field(default_factory=FeaturesSettings)
     serving: ServingSettings = Field(default_factory=ServingSettings)
     events: EventsSettings = Field(default_factory=EventsSettings)
+    pipelines: PipelinesSettings = Field(default_factory=PipelinesSettings)
+    drift: DriftSettings = Field(default_factory=DriftSettings)
+    feedback: FeedbackSettings = Field(default_factory=FeedbackSettings)
     kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
 
     @classmethod
@@ -212,6 +287,18 @@ class Settings(BaseSettings):
     def mlflow_tracking_uri(self) -> str:
         """Tracking URI of MLflow: the configured one or the embedded server's."""
         return self.mlflow.tracking_uri or f"http://{self.host}:{self.mlflow.port}"
+
+    def as_env(self) -> dict[str, str]:
+        """These settings as `LOOPSTACK_*` variables, so a child process loads the same ones."""
+        env = {}
+        for name, value in self:
+            if isinstance(value, BaseModel):
+                env[f"LOOPSTACK_{name.upper()}"] = value.model_dump_json()
+            elif isinstance(value, Path):
+                env[f"LOOPSTACK_{name.upper()}"] = str(self.resolve(value))
+            else:
+                env[f"LOOPSTACK_{name.upper()}"] = str(value)
+        return env
 
 
 def load_settings(**overrides: Any) -> Settings:

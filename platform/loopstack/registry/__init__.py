@@ -1,1 +1,1 @@
-"""registry layer."""
+"""Registry layer: MLflow model versions, aliases (`champion`, `challenger`) with history, lineage."""

@@ -1,8 +1,19 @@
-"""The embedded backend: splits live in the state dir; the local inference server follows them."""
+"""The embedded backend: splits live in the state dir; pipelines run as local process groups."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from loopstack.core.errors import NotFound
+from loopstack.core.processes import child_environ, pid_alive
 from loopstack.core.settings import Settings
+from loopstack.pipelines.loader import load_pipeline
+from loopstack.pipelines.runner import EmbeddedRunner, runs_dir
+from loopstack.pipelines.state import RunState
 from loopstack.serving.backends.base import Backend, Deployment
 from loopstack.serving.traffic import TrafficSplit, TrafficStore
 
@@ -15,6 +26,7 @@ class EmbeddedBackend(Backend):
     name = "embedded"
 
     def __init__(self, settings: Settings) -> None:
+        self.settings = settings
         self.store = TrafficStore(settings.state_path / "serving" / "traffic.db")
 
     def deploy(self, split: TrafficSplit) -> Deployment:
@@ -29,3 +41,45 @@ class EmbeddedBackend(Backend):
     def deployments(self) -> list[Deployment]:
         """Every recorded split."""
         return [Deployment(split=s, ready=True) for s in self.store.all()]
+
+    def run_pipeline(self, pipeline: str, params: dict[str, str]) -> RunState:
+        """Validate, prepare the run directory, and start the runner in its own process group."""
+        definition = load_pipeline(self.settings.pipelines_dir, pipeline)
+        state = EmbeddedRunner(self.settings).prepare(definition, params)
+        log = Path(state.run_dir) / "logs" / "runner.log"
+        with open(log, "ab") as out:
+            child = subprocess.Popen(
+                [sys.executable, "-m", "loopstack.pipelines.run", "--run-dir", state.run_dir],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=child_environ(self.settings.as_env()),
+                cwd=self.settings.project_dir,
+                start_new_session=True,
+            )
+        state.runner_pid = child.pid
+        state.save()
+        return state
+
+    def pipeline_run(self, run_id: str) -> RunState:
+        """The run's saved state; a run whose runner died without finishing is marked failed."""
+        run_dir = runs_dir(self.settings) / run_id
+        if not (run_dir / "state.json").is_file():
+            raise NotFound(f"no pipeline run {run_id!r}; list runs with `loopstack pipeline runs`")
+        state = RunState.load(run_dir)
+        if state.status == "running" and state.runner_pid and not pid_alive(state.runner_pid):
+            state.status, state.error = "failed", "the runner process ended without finishing"
+        return state
+
+    def pipeline_runs(self, limit: int = 50) -> list[RunState]:
+        """The most recent runs, newest first."""
+        folder = runs_dir(self.settings)
+        dirs = sorted(folder.glob("*/state.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+        return [self.pipeline_run(p.parent.name) for p in dirs[:limit]]
+
+    def cancel_pipeline_run(self, run_id: str) -> RunState:
+        """SIGTERM the runner; it stops every step's process group before it exits."""
+        state = self.pipeline_run(run_id)
+        if state.status == "running" and state.runner_pid and pid_alive(state.runner_pid):
+            os.kill(state.runner_pid, signal.SIGTERM)
+        return state

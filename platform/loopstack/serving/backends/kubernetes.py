@@ -1,16 +1,40 @@
-"""The Kubernetes backend: KServe InferenceServices rendered from the same traffic split."""
+"""The Kubernetes backend: KServe InferenceServices and Argo Workflows, from the same splits and
+pipeline definitions the embedded backend runs.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
 
+from loopstack.core.errors import Conflict, Forbidden, NotFound, Unavailable
 from loopstack.core.settings import Settings
+from loopstack.pipelines.compile import template_name
+from loopstack.pipelines.loader import load_pipeline
+from loopstack.pipelines.plan import resolve_params
+from loopstack.pipelines.state import RunState, TaskRecord
 from loopstack.serving.backends.base import Backend, Deployment
+from loopstack.serving.backends.kserve_resources import (
+    DEFAULT_RESOURCES,
+    MODEL_FORMAT,
+    ingest_url,
+)
 from loopstack.serving.traffic import TrafficSplit
 
-__all__ = ["RUNTIME_NAME", "KubernetesBackend", "render_inference_service"]
+__all__ = ["KubernetesBackend", "render_inference_service", "render_workflow", "RUNTIME_NAME"]
 
 RUNTIME_NAME = "loopstack-runtime"
+KSERVE = ("serving.kserve.io", "v1beta1", "inferenceservices")
+ARGO = ("argoproj.io", "v1alpha1", "workflows")
+T = TypeVar("T")
+_PHASES = {
+    "Pending": "running",
+    "Running": "running",
+    "Succeeded": "succeeded",
+    "Failed": "failed",
+    "Error": "failed",
+}
 
 
 def _model_uri(model: str, version: str) -> str:
@@ -25,8 +49,11 @@ def render_inference_service(split: TrafficSplit, settings: Settings) -> dict[st
     """
     serving_version = split.challenger if split.mode == "canary" else split.champion
     predictor: dict[str, Any] = {
+        # Every request and response goes to the ingest endpoint, paired into prediction events.
+        "logger": {"mode": "all", "url": ingest_url(settings)},
         "model": {
-            "modelFormat": {"name": "loopstack"},
+            "modelFormat": {"name": MODEL_FORMAT},
+            "resources": DEFAULT_RESOURCES,
             "runtime": RUNTIME_NAME,
             "storageUri": _model_uri(split.model, str(serving_version)),
             "env": [
@@ -57,39 +84,213 @@ def render_inference_service(split: TrafficSplit, settings: Settings) -> dict[st
     }
 
 
+def render_workflow(pipeline: str, params: dict[str, str], settings: Settings) -> dict[str, Any]:
+    """A Workflow that runs the pipeline's WorkflowTemplate with these parameters."""
+    definition = load_pipeline(settings.pipelines_dir, pipeline)
+    return {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Workflow",
+        "metadata": {
+            "generateName": f"{template_name(definition)}-",
+            "namespace": settings.kubernetes.namespace,
+            "labels": {
+                "app.kubernetes.io/managed-by": "loopstack",
+                "loopstack.io/pipeline": pipeline,
+            },
+        },
+        "spec": {
+            "workflowTemplateRef": {"name": template_name(definition)},
+            "arguments": {"parameters": [{"name": k, "value": v} for k, v in params.items()]},
+        },
+    }
+
+
+def split_of(isvc: dict[str, Any]) -> TrafficSplit:
+    """Read the split an InferenceService carries back from its annotations."""
+    notes = isvc["metadata"].get("annotations", {})
+    predictor = isvc["spec"]["predictor"]
+    return TrafficSplit(
+        model=isvc["metadata"]["name"],
+        champion=notes["loopstack.io/champion"],
+        challenger=notes.get("loopstack.io/challenger") or None,
+        mode=notes.get("loopstack.io/traffic-mode", "champion"),
+        canary_percent=predictor.get("canaryTrafficPercent", 0),
+        revision=int(notes.get("loopstack.io/revision", "0")),
+    )
+
+
 class KubernetesBackend(Backend):
-    """Renders KServe resources for each split (applying them to a cluster comes with the chart)."""
+    """Applies InferenceServices and submits Workflows through the official Kubernetes client."""
 
     name = "kubernetes"
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, api: Any | None = None) -> None:
         self.settings = settings
-        self._rendered: dict[str, dict[str, Any]] = {}
+        self._api = api
+
+    @property
+    def api(self) -> Any:
+        """`CustomObjectsApi` from in-cluster config or the kubeconfig (created on first use)."""
+        if self._api is None:
+            from kubernetes import client, config
+
+            try:
+                config.load_incluster_config()
+            except config.ConfigException:
+                try:
+                    config.load_kube_config()
+                except (config.ConfigException, OSError) as exc:
+                    raise Unavailable(
+                        f"no Kubernetes cluster configured ({exc}); run inside the cluster or set "
+                        "KUBECONFIG, or use LOOPSTACK_BACKEND=embedded"
+                    ) from exc
+            self._api = client.CustomObjectsApi()
+        return self._api
+
+    def _call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            return fn(*args, **kwargs)
+        except ApiException as exc:
+            if exc.status == 403:
+                raise Forbidden(
+                    f"{what}: the service account may not do this in namespace "
+                    f"{self.settings.kubernetes.namespace!r}; check the chart's RBAC"
+                ) from exc
+            if exc.status == 404 and "the server could not find the requested resource" in str(
+                exc.body
+            ):
+                raise Unavailable(
+                    f"{what}: the CRD is not installed in the cluster; install KServe/Argo"
+                ) from exc
+            if exc.status == 404:
+                raise NotFound(f"{what}: not found") from exc
+            if exc.status == 409:
+                raise Conflict(f"{what}: changed concurrently") from exc
+            raise Unavailable(f"{what}: Kubernetes API answered {exc.status} {exc.reason}") from exc
 
     def deploy(self, split: TrafficSplit) -> Deployment:
-        """Render the InferenceService for the split."""
-        self._rendered[split.model] = render_inference_service(split, self.settings)
-        return Deployment(split=split, ready=False, detail="rendered, not applied")
-
-    def deployment(self, model: str) -> Deployment | None:
-        """The split of the last rendered InferenceService of the model."""
-        rendered = self._rendered.get(model)
-        return None if rendered is None else _split_of(rendered)
+        """Create or patch the InferenceService; on a 409 re-read and retry with the fresh version."""
+        body = render_inference_service(split, self.settings)
+        ns = self.settings.kubernetes.namespace
+        for _ in range(5):
+            try:
+                current = self._call(
+                    f"InferenceService {split.model}",
+                    self.api.get_namespaced_custom_object,
+                    *KSERVE[:2],
+                    ns,
+                    KSERVE[2],
+                    split.model,
+                )
+            except NotFound:
+                created = self._call(
+                    "create InferenceService",
+                    self.api.create_namespaced_custom_object,
+                    *KSERVE[:2],
+                    ns,
+                    KSERVE[2],
+                    body,
+                )
+                return Deployment(split=split_of(created), ready=False, detail="created")
+            body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+            try:
+                replaced = self._call(
+                    "replace InferenceService",
+                    self.api.replace_namespaced_custom_object,
+                    *KSERVE[:2],
+                    ns,
+                    KSERVE[2],
+                    split.model,
+                    body,
+                )
+            except Conflict:
+                time.sleep(0.2)
+                continue
+            return Deployment(split=split_of(replaced), ready=False, detail="updated")
+        raise Conflict(f"InferenceService {split.model} kept changing; retry the deploy")
 
     def deployments(self) -> list[Deployment]:
-        """Every rendered InferenceService."""
-        return [_split_of(r) for r in self._rendered.values()]
+        """Every InferenceService Loopstack manages in the namespace."""
+        found = self._call(
+            "list InferenceServices", self.api.list_namespaced_custom_object, *KSERVE[:2],
+            self.settings.kubernetes.namespace, KSERVE[2], label_selector="app.kubernetes.io/managed-by=loopstack",
+        )  # fmt: skip
+        out = []
+        for item in found.get("items", []):
+            ready = any(
+                c.get("type") == "Ready" and c.get("status") == "True"
+                for c in item.get("status", {}).get("conditions", [])
+            )
+            out.append(Deployment(split=split_of(item), ready=ready))
+        return out
 
+    def run_pipeline(self, pipeline: str, params: dict[str, str]) -> RunState:
+        """Submit a Workflow from the pipeline's WorkflowTemplate."""
+        definition = load_pipeline(self.settings.pipelines_dir, pipeline)
+        resolved = resolve_params(definition, params, self.settings)
+        body = render_workflow(pipeline, resolved, self.settings)
+        created = self._call(
+            "submit Workflow",
+            self.api.create_namespaced_custom_object,
+            *ARGO[:2],
+            self.settings.kubernetes.namespace,
+            ARGO[2],
+            body,
+        )
+        return self._state(created)
 
-def _split_of(isvc: dict[str, Any]) -> Deployment:
-    notes = isvc["metadata"]["annotations"]
-    predictor = isvc["spec"]["predictor"]
-    split = TrafficSplit(
-        model=isvc["metadata"]["name"],
-        champion=notes["loopstack.io/champion"],
-        challenger=notes["loopstack.io/challenger"] or None,
-        mode=notes["loopstack.io/traffic-mode"],
-        canary_percent=predictor.get("canaryTrafficPercent", 0),
-        revision=int(notes["loopstack.io/revision"]),
-    )
-    return Deployment(split=split, ready=False, detail="rendered, not applied")
+    def pipeline_runs(self, limit: int = 50) -> list[RunState]:
+        """Loopstack's Workflows in the namespace, newest first."""
+        found = self._call(
+            "list Workflows", self.api.list_namespaced_custom_object, *ARGO[:2], self.settings.kubernetes.namespace,
+            ARGO[2], label_selector="app.kubernetes.io/managed-by=loopstack",
+        )  # fmt: skip
+        runs = [self._state(w) for w in found.get("items", [])]
+        return sorted(runs, key=lambda r: r.started_at, reverse=True)[:limit]
+
+    def pipeline_run(self, run_id: str) -> RunState:
+        """A Workflow's state."""
+        found = self._call(
+            f"Workflow {run_id}",
+            self.api.get_namespaced_custom_object,
+            *ARGO[:2],
+            self.settings.kubernetes.namespace,
+            ARGO[2],
+            run_id,
+        )
+        return self._state(found)
+
+    def cancel_pipeline_run(self, run_id: str) -> RunState:
+        """Ask Argo to terminate the Workflow (it stops every pod)."""
+        patched = self._call(
+            f"terminate Workflow {run_id}", self.api.patch_namespaced_custom_object, *ARGO[:2],
+            self.settings.kubernetes.namespace, ARGO[2], run_id, {"spec": {"shutdown": "Terminate"}},
+        )  # fmt: skip
+        return self._state(patched)
+
+    def _state(self, workflow: dict[str, Any]) -> RunState:
+        status = workflow.get("status", {})
+        params = {
+            p["name"]: str(p.get("value", ""))
+            for p in workflow["spec"].get("arguments", {}).get("parameters", [])
+        }
+        tasks = [
+            TaskRecord(
+                key=node.get("displayName", name),
+                step=node.get("templateName", ""),
+                status=_PHASES.get(node.get("phase", ""), "pending"),
+            )
+            for name, node in status.get("nodes", {}).items()
+            if node.get("type") == "Pod"
+        ]
+        return RunState(
+            run_id=workflow["metadata"].get("name", workflow["metadata"].get("generateName", "")),
+            pipeline=workflow["metadata"].get("labels", {}).get("loopstack.io/pipeline", ""),
+            params=params,
+            run_dir="",
+            status=_PHASES.get(status.get("phase", "Pending"), "running"),
+            error=status.get("message", ""),
+            tasks=tasks,
+        )

@@ -1,0 +1,72 @@
+"""The `train` pipeline: one definition, run by the embedded runner and compiled for Argo.
+
+training-set → validate → train (one branch per entry of the model's param grid, in parallel)
+→ evaluate (best branch vs the champion on the same holdout: the gate) → reference (drift
+reference sample) → register (lineage tags; alias `challenger` if the gate passed).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime, timedelta
+
+from loopstack.core.modelspec import load_model_spec
+from loopstack.core.settings import Settings
+from loopstack.pipelines import registration, training
+from loopstack.pipelines.dsl import Param, Pipeline
+from loopstack.pipelines.errors import InvalidPipelineParams
+
+
+def _resolve(settings: Settings, params: dict[str, str]) -> dict[str, str]:
+    """Check the model and window up front; one sweep branch per entry of the model's param grid."""
+    spec = load_model_spec(settings.models_dir, params["model"])
+    if params["end"] == "auto":
+        params = {**params, "end": datetime.now(UTC).date().isoformat()}
+    if params["start"] == "auto":
+        days = timedelta(days=spec.trigger.training_window_days)
+        params = {**params, "start": (date.fromisoformat(params["end"][:10]) - days).isoformat()}
+    try:
+        start, end = (
+            date.fromisoformat(params["start"][:10]),
+            date.fromisoformat(params["end"][:10]),
+        )
+    except ValueError as exc:
+        raise InvalidPipelineParams(
+            f"--from/--to must be ISO dates like 2011-01-01: {exc}"
+        ) from exc
+    if start >= end:
+        raise InvalidPipelineParams(f"empty or inverted window: {start} is not before {end}")
+    if params["sabotage"] not in ("none", "shuffle-labels"):
+        raise InvalidPipelineParams("sabotage must be 'none' or 'shuffle-labels'")
+    if params["branches"] == "auto":
+        params = {**params, "branches": json.dumps(list(range(len(spec.training.param_grid))))}
+    return params
+
+
+pipeline = Pipeline(
+    name="train",
+    description="Train a model on a point-in-time-correct window, gate it against the champion, register it.",
+    params=[
+        Param("model", help="model name under models/"),
+        Param(
+            "start",
+            default="auto",
+            help="window start (ISO date); auto = end - training_window_days",
+        ),
+        Param("end", default="auto", help="window end, exclusive (ISO date); auto = today (UTC)"),
+        Param(
+            "branches", default="auto", help="JSON list of param-grid indices to sweep; auto = all"
+        ),
+        Param(
+            "sabotage", default="none", help="demo/test switch: 'shuffle-labels' trains on noise"
+        ),
+    ],
+    resolve=_resolve,
+)
+
+pipeline.step("training-set", cache=False)(training.build_training_set)
+pipeline.step("validate", after=("training-set",))(training.validate_training_set)
+pipeline.step("train", after=("validate",), sweep="branches")(training.train_branch)
+pipeline.step("evaluate", after=("train",), cache=False)(training.evaluate)
+pipeline.step("reference", after=("evaluate",))(training.reference_sample)
+pipeline.step("register", after=("reference",), cache=False, retries=0)(registration.register)

@@ -1,0 +1,79 @@
+"""The API's composition root: every service built once from settings, lazily, and shared."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry
+
+from loopstack.core.settings import Settings
+
+if TYPE_CHECKING:
+    from loopstack.core.events.log.base import EventLog
+    from loopstack.core.events.metrics import EventMetrics
+    from loopstack.core.events.outbox import Publisher
+    from loopstack.core.events.service import EventService
+    from loopstack.registry.registry import ModelRegistry
+    from loopstack.serving.backends.base import Backend
+
+__all__ = ["Services"]
+
+
+class Services:
+    """Shared service objects of one API process (built on first use, closed on shutdown)."""
+
+    def __init__(self, settings: Settings, registry: CollectorRegistry | None = None) -> None:
+        self.settings = settings
+        self.metrics_registry = registry if registry is not None else CollectorRegistry()
+
+    @cached_property
+    def event_metrics(self) -> EventMetrics:
+        """Event counters, exported on the API's `/metrics`."""
+        from loopstack.core.events.metrics import EventMetrics
+
+        return EventMetrics(self.metrics_registry)
+
+    @cached_property
+    def event_service(self) -> EventService:
+        """Tail, dead letters and replay of the event log."""
+        from loopstack.core.events.service import EventService
+
+        return EventService(self.event_log)
+
+    @cached_property
+    def event_log(self) -> EventLog:
+        """The configured event log."""
+        from loopstack.core.events.log import open_event_log
+
+        return open_event_log(self.settings)
+
+    @cached_property
+    def publisher(self) -> Publisher:
+        """This process's outbox publisher."""
+        from loopstack.core.events.outbox import Publisher
+
+        return Publisher.open(self.settings, self.event_log, "api", metrics=self.event_metrics)
+
+    @cached_property
+    def model_registry(self) -> ModelRegistry:
+        """MLflow registry with decision events."""
+        from loopstack.registry.registry import ModelRegistry
+
+        return ModelRegistry(
+            self.settings.mlflow_tracking_uri, self.publisher, source="loopstack/api"
+        )
+
+    @cached_property
+    def backend(self) -> Backend:
+        """The configured backend (embedded or Kubernetes)."""
+        from loopstack.serving.backends import open_backend
+
+        return open_backend(self.settings)
+
+    def close(self) -> None:
+        """Flush and close what was opened."""
+        if "publisher" in self.__dict__:
+            self.publisher.close(timeout=10)
+        if "event_log" in self.__dict__:
+            self.event_log.close()

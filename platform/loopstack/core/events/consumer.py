@@ -1,0 +1,290 @@
+"""Consumer runner: at-least-once delivery from the log, exactly-once application in the store.
+
+Per batch: decode and validate every record (bad ones are dead-lettered), apply the new events
+and record their ids as processed in ONE transaction of the consumer store, dead-letter what
+still fails after retries, and only then commit the log offsets. A crash anywhere redelivers
+the batch, and the processed ids make the redelivery a no-op.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
+
+from loopstack.core.events.deadletter import DeadLetter
+from loopstack.core.events.envelope import Event
+from loopstack.core.events.errors import EventError, MalformedEvent
+from loopstack.core.events.log.base import EventLog, Record, TopicPartition
+from loopstack.core.events.metrics import EventMetrics
+from loopstack.core.events.store import ConsumerStore
+from loopstack.core.events.tracing import event_span
+from loopstack.core.settings import EventsSettings
+
+__all__ = ["BatchResult", "ConsumerRunner", "Handler", "next_offsets"]
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Event, Connection], None]
+"""Applies one event; gets the store transaction's connection, so its writes commit with the
+event's processed mark. It must not commit itself."""
+
+_STORE_RETRIES = 8
+_LAG_EVERY_S = 5.0
+
+
+class _HandlerFailed(Exception):
+    def __init__(self, index: int, cause: Exception) -> None:
+        super().__init__(str(cause))
+        self.index = index
+        self.cause = cause
+
+
+@dataclass
+class BatchResult:
+    """What one batch did."""
+
+    records: int = 0
+    applied: int = 0
+    duplicates: int = 0
+    dead_lettered: int = 0
+
+
+def next_offsets(records: Sequence[Record]) -> dict[TopicPartition, int]:
+    """The offsets to commit after `records`: last offset + 1 per partition."""
+    out: dict[TopicPartition, int] = {}
+    for r in records:
+        tp = (r.topic, r.partition)
+        out[tp] = max(out.get(tp, 0), r.offset + 1)
+    return out
+
+
+class ConsumerRunner:
+    """Runs one consumer-group member: poll, apply exactly once, dead-letter, commit."""
+
+    def __init__(
+        self,
+        log_: EventLog,
+        store: ConsumerStore,
+        *,
+        group: str,
+        topics: Sequence[str],
+        handler: Handler,
+        batch_size: int = 500,
+        max_retries: int = 3,
+        retry_backoff_s: float = 0.05,
+        metrics: EventMetrics | None = None,
+        trace: bool = False,
+    ) -> None:
+        self._log = log_
+        self._store = store
+        self.group = group
+        self.topics = list(topics)
+        self._handler = handler
+        self.batch_size = batch_size
+        self.max_retries = max_retries
+        self.retry_backoff_s = retry_backoff_s
+        self.metrics = metrics if metrics is not None else EventMetrics()
+        self._trace = trace
+        self._sub = log_.subscribe(group, self.topics)
+        self._next_lag = 0.0
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: EventsSettings,
+        log_: EventLog,
+        store: ConsumerStore,
+        *,
+        group: str,
+        topics: Sequence[str],
+        handler: Handler,
+        metrics: EventMetrics | None = None,
+    ) -> ConsumerRunner:
+        """A runner with the batch size and retries of `settings`."""
+        return cls(
+            log_,
+            store,
+            group=group,
+            topics=topics,
+            handler=handler,
+            batch_size=settings.batch_size,
+            max_retries=settings.max_retries,
+            metrics=metrics,
+            trace=settings.otlp_endpoint is not None,
+        )
+
+    def run(self, stop: threading.Event, poll_timeout: float = 0.5) -> None:
+        """Process batches until `stop` is set."""
+        while not stop.is_set():
+            self.run_once(poll_timeout)
+
+    def run_once(self, timeout: float = 1.0) -> BatchResult:
+        """Poll one batch, process it and commit its offsets."""
+        records = self._sub.poll(self.batch_size, timeout)
+        if time.monotonic() >= self._next_lag:
+            self._report_lag()
+        if not records:
+            return BatchResult()
+        try:
+            result = self.process(records)
+        except BaseException:
+            # Rewind, so a caller that keeps going re-reads the batch instead of skipping it.
+            self._sub.seek(
+                {
+                    tp: min(r.offset for r in records if (r.topic, r.partition) == tp)
+                    for tp in next_offsets(records)
+                }
+            )
+            raise
+        self._sub.commit(next_offsets(records))
+        return result
+
+    def process(self, records: Sequence[Record]) -> BatchResult:
+        """Apply a batch exactly once and dead-letter what fails; does not commit offsets."""
+        result = BatchResult(records=len(records))
+        letters: list[DeadLetter] = []
+        good: list[tuple[Record, Event]] = []
+        for record in records:
+            event: Event | None = None
+            try:
+                event = Event.from_json(record.value)
+                event.validate()
+            except EventError as exc:
+                letters.append(self._letter(record, exc, 1, event))
+            else:
+                good.append((record, event))
+        # Counted per topic once per batch: a labels() lookup per record costs more than it tells.
+        counts: dict[tuple[str, str], int] = {}
+        for record in records:
+            counts[(record.topic, "consumed")] = counts.get((record.topic, "consumed"), 0) + 1
+        for record, event, outcome, attempts, failure in self._apply(good):
+            if outcome in ("applied", "duplicate"):
+                counts[(record.topic, outcome)] = counts.get((record.topic, outcome), 0) + 1
+                if outcome == "applied":
+                    result.applied += 1
+                else:
+                    result.duplicates += 1
+            else:
+                assert failure is not None
+                letters.append(self._letter(record, failure, attempts, event))
+        counters = {
+            "consumed": self.metrics.consumed,
+            "applied": self.metrics.applied,
+            "duplicates": self.metrics.duplicates,
+        }
+        for (topic, what), count in counts.items():
+            key = "duplicates" if what == "duplicate" else what
+            counters[key].labels(topic, self.group).inc(count)
+        if letters:
+            # Written before the offsets are committed: a dead letter is never lost.
+            self._log.append([letter.to_message() for letter in letters])
+            result.dead_lettered = len(letters)
+        return result
+
+    def _letter(
+        self, record: Record, exc: BaseException, attempts: int, event: Event | None
+    ) -> DeadLetter:
+        letter = DeadLetter.from_failure(
+            record,
+            exc,
+            group=self.group,
+            attempts=attempts,
+            event_id=event.id if event else None,
+            event_type=event.type if event else None,
+        )
+        self.metrics.dead_lettered.labels(record.topic, self.group, letter.reason).inc()
+        log.warning(
+            "event group %s: dead-lettering %s[%d]@%d (event %s, %s after %d attempt(s)): %s",
+            self.group,
+            record.topic,
+            record.partition,
+            record.offset,
+            letter.event_id or "?",
+            letter.reason,
+            attempts,
+            letter.error,
+        )
+        return letter
+
+    def _apply(
+        self, items: list[tuple[Record, Event]]
+    ) -> list[tuple[Record, Event, str, int, Exception | None]]:
+        if not items:
+            return []
+        for attempt in range(_STORE_RETRIES):
+            try:
+                return self._apply_batch(items)
+            except _HandlerFailed:
+                break
+            except DBAPIError as exc:
+                # Store conflicts (another member applied the same event meanwhile, a lock
+                # timeout, a deadlock): roll back and redo; the processed ids decide again.
+                log.info("event group %s: store conflict (%s); retrying batch", self.group, exc)
+                time.sleep(self.retry_backoff_s * (attempt + 1))
+        else:
+            raise RuntimeError(f"event group {self.group}: store kept failing; see log")
+        return [self._apply_one(record, event) for record, event in items]
+
+    def _apply_batch(
+        self, items: list[tuple[Record, Event]]
+    ) -> list[tuple[Record, Event, str, int, Exception | None]]:
+        out: list[tuple[Record, Event, str, int, Exception | None]] = []
+        with self._store.engine.begin() as conn:
+            seen = self._store.processed(conn, self.group, [e.id for _, e in items])
+            new: list[str] = []
+            for index, (record, event) in enumerate(items):
+                if event.id in seen:
+                    out.append((record, event, "duplicate", 1, None))
+                    continue
+                seen.add(event.id)
+                try:
+                    self._call(event, conn)
+                except Exception as exc:
+                    raise _HandlerFailed(index, exc) from exc
+                new.append(event.id)
+                out.append((record, event, "applied", 1, None))
+            self._store.mark(conn, self.group, new)
+        return out
+
+    def _apply_one(
+        self, record: Record, event: Event
+    ) -> tuple[Record, Event, str, int, Exception | None]:
+        """Slow path after a handler failed in a batch: one transaction per event, retried."""
+        last: Exception = MalformedEvent("not attempted")
+        attempts = 0
+        for attempt in range(self.max_retries + 1):
+            try:
+                with self._store.engine.begin() as conn:
+                    if self._store.processed(conn, self.group, [event.id]):
+                        return record, event, "duplicate", attempts + 1, None
+                    self._call(event, conn)
+                    self._store.mark(conn, self.group, [event.id])
+                return record, event, "applied", attempts + 1, None
+            except Exception as exc:
+                last = exc
+                attempts += 1
+                self.metrics.handler_retries.labels(record.topic, self.group).inc()
+                time.sleep(min(1.0, self.retry_backoff_s * 2**attempt))
+        return record, event, "failed", attempts, last
+
+    def _call(self, event: Event, conn: Connection) -> None:
+        if not self._trace:
+            self._handler(event, conn)
+            return
+        with event_span(event, f"{self.group} process"):
+            self._handler(event, conn)
+
+    def _report_lag(self) -> None:
+        self._next_lag = time.monotonic() + _LAG_EVERY_S
+        for (topic, partition), lag in self._sub.lag().items():
+            self.metrics.lag.labels(self.group, topic, str(partition)).set(lag)
+
+    def close(self) -> None:
+        """Leave the group."""
+        self._sub.close()

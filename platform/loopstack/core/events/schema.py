@@ -1,0 +1,80 @@
+"""The JSON Schemas of event data, shipped as package data and compiled once per type."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import fastjsonschema
+
+from loopstack.core.events.errors import SchemaViolation, UnknownEventType
+
+__all__ = [
+    "TYPE_PREFIX",
+    "dataschema_uri",
+    "full_type",
+    "known_types",
+    "load_schema",
+    "type_name",
+    "validate_data",
+    "validator",
+]
+
+TYPE_PREFIX = "io.loopstack."
+_NAME = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*\.v[1-9][0-9]*$")
+
+
+def full_type(name: str) -> str:
+    """`prediction.v1` -> `io.loopstack.prediction.v1` (full names pass through)."""
+    return name if name.startswith(TYPE_PREFIX) else TYPE_PREFIX + name
+
+
+def type_name(event_type: str) -> str:
+    """`io.loopstack.prediction.v1` -> `prediction.v1`; raise UnknownEventType otherwise."""
+    name = event_type[len(TYPE_PREFIX) :] if event_type.startswith(TYPE_PREFIX) else ""
+    if not _NAME.match(name) or name not in known_types():
+        raise UnknownEventType(event_type, [full_type(n) for n in known_types()])
+    return name
+
+
+def dataschema_uri(name: str) -> str:
+    """The `dataschema` attribute of events of this type (the schema's `$id`)."""
+    return f"urn:loopstack:events:{name}"
+
+
+@cache
+def known_types() -> tuple[str, ...]:
+    """Short names of every type with a shipped schema, e.g. `('audit.v1', ...)`."""
+    folder = resources.files("loopstack.core.events") / "schemas"
+    return tuple(
+        sorted(p.name[: -len(".json")] for p in folder.iterdir() if p.name.endswith(".json"))
+    )
+
+
+@cache
+def load_schema(name: str) -> dict[str, Any]:
+    """The JSON Schema (a dict) of a short type name."""
+    if name not in known_types():
+        raise UnknownEventType(full_type(name), [full_type(n) for n in known_types()])
+    text = (resources.files("loopstack.core.events") / "schemas" / f"{name}.json").read_text()
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+@cache
+def validator(name: str) -> Callable[[Any], Any]:
+    """The compiled validator of a type: compiling costs milliseconds, so it happens once."""
+    compiled: Callable[[Any], Any] = fastjsonschema.compile(load_schema(name))
+    return compiled
+
+
+def validate_data(name: str, data: Any) -> None:
+    """Raise SchemaViolation unless `data` matches the schema of type `name`."""
+    try:
+        validator(name)(data)
+    except fastjsonschema.JsonSchemaValueException as exc:
+        raise SchemaViolation(full_type(name), exc.message) from None

@@ -1,0 +1,111 @@
+"""The consumer's own store (SQLAlchemy: SQLite embedded, PostgreSQL at scale, same code).
+
+It remembers which event ids a consumer group applied, in the same transaction as the
+handler's state change, which is what makes a redelivered event a no-op.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Engine,
+    MetaData,
+    String,
+    Table,
+    create_engine,
+    delete,
+    event,
+    select,
+)
+from sqlalchemy.engine import Connection
+from sqlalchemy.pool import ConnectionPoolEntry
+
+__all__ = ["ConsumerStore", "processed_events"]
+
+metadata = MetaData()
+
+processed_events = Table(
+    "loopstack_processed_events",
+    metadata,
+    Column("consumer_group", String(255), primary_key=True),
+    Column("event_id", String(64), primary_key=True),
+    Column("processed_at", DateTime(timezone=True), nullable=False, index=True),
+)
+"""One row per (group, event id) applied."""
+
+
+def _sqlite_engine(url: str, busy_timeout_ms: int) -> Engine:
+    engine = create_engine(url, connect_args={"timeout": busy_timeout_ms / 1000})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: ConnectionPoolEntry) -> None:
+        # Let SQLAlchemy, not pysqlite, emit BEGIN, so transactions are real and savepoints work.
+        dbapi_conn.isolation_level = None
+        dbapi_conn.execute("PRAGMA journal_mode=WAL")
+        dbapi_conn.execute("PRAGMA synchronous=NORMAL")
+        dbapi_conn.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        # IMMEDIATE: take the write lock up front, so two processes never deadlock on upgrade.
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+class ConsumerStore:
+    """A SQLAlchemy database holding handler state and the processed-event ids."""
+
+    def __init__(self, url: str, *, busy_timeout_ms: int = 30_000) -> None:
+        if url.startswith("sqlite"):
+            self.engine = _sqlite_engine(url, busy_timeout_ms)
+        else:
+            self.engine = create_engine(url, pool_pre_ping=True)
+        metadata.create_all(self.engine)
+
+    @property
+    def dialect(self) -> str:
+        """`sqlite` or `postgresql`."""
+        return self.engine.dialect.name
+
+    def processed(self, conn: Connection, group: str, event_ids: Sequence[str]) -> set[str]:
+        """Which of `event_ids` the group applied already."""
+        if not event_ids:
+            return set()
+        rows = conn.execute(
+            select(processed_events.c.event_id).where(
+                processed_events.c.consumer_group == group,
+                processed_events.c.event_id.in_(list(event_ids)),
+            )
+        )
+        return {r[0] for r in rows}
+
+    def mark(self, conn: Connection, group: str, event_ids: Iterable[str]) -> None:
+        """Record `event_ids` as applied (in the caller's transaction)."""
+        now = datetime.now(UTC)
+        rows = [{"consumer_group": group, "event_id": i, "processed_at": now} for i in event_ids]
+        if rows:
+            conn.execute(processed_events.insert(), rows)
+
+    def is_processed(self, group: str, event_id: str) -> bool:
+        """Whether the group applied this event id."""
+        with self.engine.connect() as conn:
+            return bool(self.processed(conn, group, [event_id]))
+
+    def prune(self, older_than: timedelta) -> int:
+        """Forget processed ids older than `older_than` (keep it above retention + replays)."""
+        cutoff = datetime.now(UTC) - older_than
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                delete(processed_events).where(processed_events.c.processed_at < cutoff)
+            )
+        return int(result.rowcount or 0)
+
+    def close(self) -> None:
+        """Dispose of the connection pool."""
+        self.engine.dispose()

@@ -1,0 +1,88 @@
+"""Errors of the features layer, each under a core category and saying what to do."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from loopstack.core.errors import ConfigurationError, InvalidInput, NotFound
+
+__all__ = [
+    "EmptyWindow",
+    "EntityNotFound",
+    "FeatureRepoInvalid",
+    "FeaturesOutsideTtl",
+    "InvalidWindow",
+    "UnknownFeatureService",
+    "UnknownFeatureView",
+]
+
+
+class UnknownFeatureService(NotFound):
+    """The model spec names a FeatureService the registry does not hold: apply the repo."""
+
+    def __init__(self, name: str, known: list[str]) -> None:
+        super().__init__(
+            f"feature service {name!r} is not in the Feast registry "
+            f"(known: {', '.join(sorted(known)) or 'none'}); define it in feature_repo/ and run "
+            "the features apply step (`loopstack.features.store.apply`), or fix `feature_service` "
+            "in the model spec"
+        )
+
+
+class UnknownFeatureView(NotFound):
+    """A feature view (or data source) named in the repo is not in the registry: apply the repo."""
+
+    def __init__(self, kind: str, name: str, known: list[str]) -> None:
+        super().__init__(
+            f"{kind} {name!r} is not in the Feast registry "
+            f"(known: {', '.join(sorted(known)) or 'none'}); define it in feature_repo/ and run "
+            "the features apply step (`loopstack.features.store.apply`)"
+        )
+
+
+class EntityNotFound(NotFound):
+    """The online store has no features for the entity: check its id or materialize first."""
+
+    def __init__(self, entity: str, keys: list[dict[str, object]], service: str) -> None:
+        shown = ", ".join(repr(k) for k in keys[:5]) + (" ..." if len(keys) > 5 else "")
+        super().__init__(
+            f"{entity} {shown} has no features in the online store for {service!r}; "
+            "check the id, or materialize the feature views that cover it"
+        )
+        self.entity = entity
+        self.keys = keys
+
+
+class InvalidWindow(InvalidInput):
+    """A time window is empty or inverted: pass start < end."""
+
+    def __init__(self, start: datetime, end: datetime) -> None:
+        super().__init__(
+            f"time window [{start.isoformat()}, {end.isoformat()}) is empty or inverted; "
+            "pass a start strictly before the end"
+        )
+
+
+class EmptyWindow(InvalidInput):
+    """No label rows fall in the window: widen it or check the label source."""
+
+    def __init__(self, model: str, source: str, start: datetime, end: datetime) -> None:
+        super().__init__(
+            f"model {model!r}: label source {source!r} has no rows in "
+            f"[{start.isoformat()}, {end.isoformat()}); widen the window or check the data"
+        )
+
+
+class FeaturesOutsideTtl(InvalidInput):
+    """Entity rows have feature data, but none within the TTL before their time."""
+
+    def __init__(self, service: str, count: int, total: int, example: str) -> None:
+        super().__init__(
+            f"{count} of {total} entity rows have no feature row within the TTL of "
+            f"{service!r} before their event time (e.g. {example}); materialize or backfill "
+            "the feature data, move the window, or ask for missing='nan' to get NaN features"
+        )
+
+
+class FeatureRepoInvalid(ConfigurationError):
+    """The feature repository (feature_repo/) is missing or malformed: the message names the fix."""

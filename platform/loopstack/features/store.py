@@ -1,0 +1,136 @@
+"""Open the Feast store for the settings; apply the repository; materialize to the online store.
+
+The Feast configuration is built in code: `feature_repo/feature_store.yaml` gives the project,
+provider, offline store and serialization version, and Settings decide where the registry and
+the online store live (the state dir, never the repository).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import yaml
+from feast import FeatureStore, RepoConfig
+from feast.feature_view import DUMMY_ENTITY
+from feast.repo_operations import extract_objects_for_apply_delete
+
+from loopstack.core.settings import FeaturesSettings, Settings
+from loopstack.features.errors import FeatureRepoInvalid, InvalidWindow
+from loopstack.features.repo import load_repo
+
+__all__ = [
+    "apply",
+    "as_utc",
+    "feast_dir",
+    "materialize",
+    "open_store",
+    "redis_connection_string",
+    "repo_config",
+]
+
+log = logging.getLogger(__name__)
+
+STORE_YAML = "feature_store.yaml"
+# Keys of feature_store.yaml the code path keeps; the rest come from Settings.
+_KEPT_KEYS = ("project", "provider", "offline_store", "entity_key_serialization_version")
+
+
+def feast_dir(settings: Settings) -> Path:
+    """Folder of the Feast registry and SQLite online store: `<state dir>/feast`."""
+    return settings.state_path / "feast"
+
+
+def redis_connection_string(url: str) -> str:
+    """Turn `redis://[:password@]host:port/db` into Feast's `host:port,db=N,...` form."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss") or not parts.hostname:
+        raise FeatureRepoInvalid(
+            f"features.redis_url {url!r} is not a redis:// or rediss:// URL; "
+            "set LOOPSTACK_FEATURES__REDIS_URL to e.g. redis://127.0.0.1:6379/0"
+        )
+    options = [f"{parts.hostname}:{parts.port or 6379}"]
+    db = parts.path.strip("/")
+    if db:
+        options.append(f"db={db}")
+    if parts.password:
+        options.append(f"password={unquote(parts.password)}")
+    if parts.scheme == "rediss":
+        options.append("ssl=true")
+    return ",".join(options)
+
+
+def _online_store(features: FeaturesSettings, folder: Path) -> dict[str, Any]:
+    if features.online_store == "redis":
+        return {"type": "redis", "connection_string": redis_connection_string(features.redis_url)}
+    return {"type": "sqlite", "path": str(folder / "online.db")}
+
+
+def repo_config(settings: Settings) -> RepoConfig:
+    """Build the Feast RepoConfig for these settings (registry, online store in the state dir)."""
+    repo_dir = settings.feature_repo_dir
+    path = repo_dir / STORE_YAML
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise FeatureRepoInvalid(
+            f"cannot read {path}: {exc}; set project_dir to the Loopstack project root"
+        ) from exc
+    folder = feast_dir(settings)
+    folder.mkdir(parents=True, exist_ok=True)
+    base = {key: raw[key] for key in _KEPT_KEYS if key in raw}
+    return RepoConfig(
+        **{"provider": "local", "offline_store": {"type": "file"}, **base},
+        registry={"registry_type": "file", "path": str(folder / "registry.db")},
+        online_store=_online_store(settings.features, folder),
+        repo_path=repo_dir,
+    )
+
+
+def open_store(settings: Settings) -> FeatureStore:
+    """Open the Feast FeatureStore these settings describe."""
+    return FeatureStore(config=repo_config(settings))
+
+
+def apply(settings: Settings, store: FeatureStore | None = None) -> FeatureStore:
+    """Register `feature_repo/` in the registry and create online tables, like `feast apply`.
+
+    Objects in the registry that the repository no longer defines are deleted, as Feast does.
+    """
+    store = store or open_store(settings)
+    contents = load_repo(settings.feature_repo_dir)
+    contents.entities.append(DUMMY_ENTITY)  # Feast registers it for entity-less views
+    to_apply, to_delete, _, _ = extract_objects_for_apply_delete(
+        store.project, store.registry, contents
+    )
+    # Standalone data sources (the label sources) are not in Feast's diff: apply them too.
+    objects = [*to_apply, *contents.data_sources]
+    store.apply(objects, objects_to_delete=to_delete, partial=False)
+    log.info("feast apply: %d objects applied, %d deleted", len(objects), len(to_delete))
+    return store
+
+
+def as_utc(moment: datetime) -> datetime:
+    """Make a datetime timezone-aware in UTC; naive datetimes are taken to be UTC already."""
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def materialize(
+    settings: Settings,
+    start: datetime,
+    end: datetime,
+    views: list[str] | None = None,
+    store: FeatureStore | None = None,
+) -> FeatureStore:
+    """Load feature rows with event times in [start, end] into the online store."""
+    start, end = as_utc(start), as_utc(end)
+    if start >= end:
+        raise InvalidWindow(start, end)
+    store = store or open_store(settings)
+    store.materialize(start_date=start, end_date=end, feature_views=views)
+    return store

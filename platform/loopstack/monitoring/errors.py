@@ -1,0 +1,51 @@
+"""Errors of the monitoring layer, each under a core category and saying what to do."""
+
+from __future__ import annotations
+
+from loopstack.core.errors import DependencyMissing, InvalidInput, NotFound, Unavailable
+
+__all__ = [
+    "DetectorNotFound",
+    "DetectorRequestInvalid",
+    "DetectorServerUnavailable",
+    "DriftRuntimeMissing",
+]
+
+
+class DetectorNotFound(NotFound):
+    """The detector server has no detectors under this key: fit them or load their bundle."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(
+            f"drift detector {key!r} not found on the detector server: fit it "
+            "(`DetectorClient.fit`) or load its bundle from the model's MLflow artifacts "
+            "(`DetectorClient.load`)"
+        )
+
+
+class DetectorRequestInvalid(InvalidInput):
+    """The detector server refused the data sent (missing or extra column, wrong type, ...)."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(f"drift detector {key!r} refused the request: {reason}")
+
+
+class DetectorServerUnavailable(Unavailable):
+    """The detector server is not reachable or failed: start it (`loopstack up`) or check its log."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(
+            f"drift detector server at {url} is unavailable ({reason}); start it "
+            "(`loopstack up`, after `make drift-env`) or see its log"
+        )
+
+
+class DriftRuntimeMissing(DependencyMissing):
+    """The drift runtime's own environment (alibi-detect) is not installed: `make drift-env`."""
+
+    def __init__(self, python: str) -> None:
+        self.path = python
+        super().__init__(
+            f"the drift runtime ({python})",
+            "run `make drift-env` (uv sync --frozen --project platform/drift-runtime)",
+        )

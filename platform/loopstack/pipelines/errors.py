@@ -1,0 +1,44 @@
+"""Errors of pipeline definitions and runs."""
+
+from __future__ import annotations
+
+from loopstack.core.errors import ConfigurationError, InvalidInput, LoopstackError, NotFound
+
+__all__ = [
+    "PipelineDefinitionError",
+    "PipelineNotFound",
+    "InvalidPipelineParams",
+    "StepFailed",
+    "DataValidationFailed",
+]
+
+
+class PipelineDefinitionError(ConfigurationError):
+    """A pipeline definition is inconsistent: fix the file under `pipelines/`."""
+
+
+class PipelineNotFound(NotFound):
+    """No such pipeline under `pipelines/`."""
+
+    def __init__(self, name: str, known: list[str]) -> None:
+        super().__init__(f"no pipeline {name!r}; known pipelines: {', '.join(known) or 'none'}")
+
+
+class InvalidPipelineParams(InvalidInput):
+    """Parameters are missing, unknown or malformed."""
+
+
+class StepFailed(LoopstackError):
+    """A step kept failing after its retries: read its log (path in the message)."""
+
+    exit_code = 7
+
+    def __init__(self, pipeline: str, step: str, attempts: int, log: str, last_line: str) -> None:
+        super().__init__(
+            f"pipeline {pipeline!r}: step {step!r} failed after {attempts} attempt(s): {last_line} "
+            f"(full log: {log})"
+        )
+
+
+class DataValidationFailed(InvalidInput):
+    """Training data failed validation: fix the data or the window."""
