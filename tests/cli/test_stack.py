@@ -39,7 +39,8 @@ def test_status_reports_every_component_healthy_at_its_url(stack: Stack) -> None
     drift_url = f"http://127.0.0.1:{stack.settings.drift.detector_port}"
     for url in (stack.settings.mlflow_tracking_uri, stack.settings.api_url, drift_url):
         assert url in result.stdout
-    assert result.stdout.count("healthy") == 3
+    assert result.stdout.count("healthy") == 4
+    assert f"http://127.0.0.1:{stack.settings.serving.rest_port}" in result.stdout
     assert httpx.get(f"{stack.settings.api_url}/healthz").json()["status"] == "ok"
 
 
@@ -61,6 +62,7 @@ def test_second_up_says_what_already_runs(stack: Stack) -> None:
     assert "mlflow already running" in result.stdout
     assert "api already running" in result.stdout
     assert "drift already running" in result.stdout
+    assert "serving already running" in result.stdout
 
 
 def test_management_api_serves_openapi(stack: Stack) -> None:
@@ -76,11 +78,13 @@ def test_down_stops_exactly_what_up_started(stack: Stack, tmp_path: Path) -> Non
     env["LOOPSTACK_DRIFT__DETECTOR_URL"] = f"http://127.0.0.1:{stack.settings.drift.detector_port}"
     assert run_cli(env, "up").returncode == 0
     supervisor = Supervisor(settings_from(env).state_path)
-    (api,) = supervisor.recorded()
-    assert api.name == "api" and api.alive()
+    started = {p.name: p for p in supervisor.recorded()}
+    assert set(started) == {"api", "serving"} and all(p.alive() for p in started.values())
     down = run_cli(env, "down")
-    assert down.returncode == 0 and "stopped api" in down.stdout
-    assert not pid_alive(api.pid)
+    assert (
+        down.returncode == 0 and "stopped api" in down.stdout and "stopped serving" in down.stdout
+    )
+    assert not any(pid_alive(p.pid) for p in started.values())
     assert supervisor.recorded() == []
     assert httpx.get(f"{stack.settings.mlflow_tracking_uri}/health").is_success
     status = run_cli(env, "status")

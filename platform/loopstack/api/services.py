@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from loopstack.core.events.service import EventService
     from loopstack.registry.registry import ModelRegistry
     from loopstack.serving.backends.base import Backend
+    from loopstack.serving.deployments import DeploymentService
 
 __all__ = ["Services"]
 
@@ -70,6 +71,13 @@ class Services:
         from loopstack.serving.backends import open_backend
 
         return open_backend(self.settings)
+
+    @cached_property
+    def deployment_service(self) -> DeploymentService:
+        """Deploy and traffic; aliases are pinned to versions through the registry."""
+        from loopstack.serving.deployments import DeploymentService
+
+        return DeploymentService(self.model_registry, self.backend)
 
     def close(self) -> None:
         """Flush and close what was opened."""

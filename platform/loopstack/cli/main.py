@@ -7,7 +7,7 @@ import json
 import typer
 
 from loopstack import __version__
-from loopstack.cli import events, models, pipelines, stack_commands
+from loopstack.cli import events, models, pipelines, serving, stack_commands
 from loopstack.cli.output import console, fail_on_errors
 from loopstack.core.settings import Settings, load_settings
 
@@ -25,6 +25,7 @@ app.add_typer(config_app, name="config")
 app.add_typer(models.app, name="models")
 app.add_typer(pipelines.app, name="pipeline")
 app.add_typer(events.app, name="events")
+serving.register(app)
 
 
 @app.callback()

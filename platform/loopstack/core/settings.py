@@ -146,6 +146,15 @@ class DriftSettings(_Section):
     """Use an external detector server instead of the embedded one."""
     python: Path | None = None
     """Interpreter of the drift runtime; default `platform/drift-runtime/.venv/bin/python`."""
+    store_url: str | None = None
+    """SQLAlchemy URL of the drift consumer's store (windows, results, processed ids); default
+    SQLite under the state dir (PostgreSQL at scale)."""
+    group: str = "drift"
+    """Consumer group of the drift consumer (its processed-event ids live in its store)."""
+    metrics_port: int = 8711
+    """HTTP port where the drift consumer serves `/metrics` (`loopstack_drift_*` gauges)."""
+    sweep_interval_s: float = Field(default=5.0, gt=0)
+    """How often the drift consumer closes idle windows and retries windows waiting to be scored."""
 
 
 class FeedbackSettings(_Section):

@@ -4,6 +4,9 @@ Per batch: decode and validate every record (bad ones are dead-lettered), apply 
 and record their ids as processed in ONE transaction of the consumer store, dead-letter what
 still fails after retries, and only then commit the log offsets. A crash anywhere redelivers
 the batch, and the processed ids make the redelivery a no-op.
+
+A consumer gives either a per-event `Handler` or a `BatchHandler`; the batch one lets it apply a
+whole batch with one `executemany`, which is several times cheaper than a statement per event.
 """
 
 from __future__ import annotations
@@ -23,10 +26,10 @@ from loopstack.core.events.errors import EventError, MalformedEvent
 from loopstack.core.events.log.base import EventLog, Record, TopicPartition
 from loopstack.core.events.metrics import EventMetrics
 from loopstack.core.events.store import ConsumerStore
-from loopstack.core.events.tracing import event_span
+from loopstack.core.events.tracing import batch_span, event_span
 from loopstack.core.settings import EventsSettings
 
-__all__ = ["BatchResult", "ConsumerRunner", "Handler", "next_offsets"]
+__all__ = ["BatchHandler", "BatchResult", "ConsumerRunner", "Handler", "next_offsets"]
 
 log = logging.getLogger(__name__)
 
@@ -34,15 +37,30 @@ Handler = Callable[[Event, Connection], None]
 """Applies one event; gets the store transaction's connection, so its writes commit with the
 event's processed mark. It must not commit itself."""
 
+BatchHandler = Callable[[Sequence[Event], Connection], None]
+"""Applies new events in log order (per partition), e.g. with one `executemany`; same
+transaction rules as `Handler`. If it raises, the runner rolls the batch back and applies the
+events one at a time (calling it with a one-event list), so only events that keep failing are
+dead-lettered."""
+
 _STORE_RETRIES = 8
 _LAG_EVERY_S = 5.0
 
 
 class _HandlerFailed(Exception):
-    def __init__(self, index: int, cause: Exception) -> None:
+    def __init__(self, cause: Exception) -> None:
         super().__init__(str(cause))
-        self.index = index
         self.cause = cause
+
+
+def _each(handler: Handler) -> BatchHandler:
+    """A per-event handler as a batch handler."""
+
+    def apply(events: Sequence[Event], conn: Connection) -> None:
+        for event in events:
+            handler(event, conn)
+
+    return apply
 
 
 @dataclass
@@ -74,18 +92,25 @@ class ConsumerRunner:
         *,
         group: str,
         topics: Sequence[str],
-        handler: Handler,
+        handler: Handler | None = None,
+        batch_handler: BatchHandler | None = None,
         batch_size: int = 500,
         max_retries: int = 3,
         retry_backoff_s: float = 0.05,
         metrics: EventMetrics | None = None,
         trace: bool = False,
     ) -> None:
+        self._handler = handler
+        if handler is not None and batch_handler is None:
+            self._apply_events = _each(handler)
+        elif batch_handler is not None and handler is None:
+            self._apply_events = batch_handler
+        else:
+            raise ValueError("ConsumerRunner needs exactly one of handler and batch_handler")
         self._log = log_
         self._store = store
         self.group = group
         self.topics = list(topics)
-        self._handler = handler
         self.batch_size = batch_size
         self.max_retries = max_retries
         self.retry_backoff_s = retry_backoff_s
@@ -103,16 +128,18 @@ class ConsumerRunner:
         *,
         group: str,
         topics: Sequence[str],
-        handler: Handler,
+        handler: Handler | None = None,
+        batch_handler: BatchHandler | None = None,
         metrics: EventMetrics | None = None,
     ) -> ConsumerRunner:
-        """A runner with the batch size and retries of `settings`."""
+        """A runner with the batch size and retries of `settings` (give one of the handlers)."""
         return cls(
             log_,
             store,
             group=group,
             topics=topics,
             handler=handler,
+            batch_handler=batch_handler,
             batch_size=settings.batch_size,
             max_retries=settings.max_retries,
             metrics=metrics,
@@ -237,19 +264,20 @@ class ConsumerRunner:
         out: list[tuple[Record, Event, str, int, Exception | None]] = []
         with self._store.engine.begin() as conn:
             seen = self._store.processed(conn, self.group, [e.id for _, e in items])
-            new: list[str] = []
-            for index, (record, event) in enumerate(items):
+            new: list[Event] = []
+            for record, event in items:
                 if event.id in seen:
                     out.append((record, event, "duplicate", 1, None))
                     continue
                 seen.add(event.id)
-                try:
-                    self._call(event, conn)
-                except Exception as exc:
-                    raise _HandlerFailed(index, exc) from exc
-                new.append(event.id)
+                new.append(event)
                 out.append((record, event, "applied", 1, None))
-            self._store.mark(conn, self.group, new)
+            if new:
+                try:
+                    self._call(new, conn)
+                except Exception as exc:
+                    raise _HandlerFailed(exc) from exc
+                self._store.mark(conn, self.group, [e.id for e in new])
         return out
 
     def _apply_one(
@@ -263,7 +291,7 @@ class ConsumerRunner:
                 with self._store.engine.begin() as conn:
                     if self._store.processed(conn, self.group, [event.id]):
                         return record, event, "duplicate", attempts + 1, None
-                    self._call(event, conn)
+                    self._call([event], conn)
                     self._store.mark(conn, self.group, [event.id])
                 return record, event, "applied", attempts + 1, None
             except Exception as exc:
@@ -273,12 +301,16 @@ class ConsumerRunner:
                 time.sleep(min(1.0, self.retry_backoff_s * 2**attempt))
         return record, event, "failed", attempts, last
 
-    def _call(self, event: Event, conn: Connection) -> None:
+    def _call(self, events: list[Event], conn: Connection) -> None:
         if not self._trace:
-            self._handler(event, conn)
-            return
-        with event_span(event, f"{self.group} process"):
-            self._handler(event, conn)
+            self._apply_events(events, conn)
+        elif self._handler is not None:
+            for event in events:
+                with event_span(event, f"{self.group} process"):
+                    self._handler(event, conn)
+        else:
+            with batch_span(events, f"{self.group} process"):
+                self._apply_events(events, conn)
 
     def _report_lag(self) -> None:
         self._next_lag = time.monotonic() + _LAG_EVERY_S

@@ -35,10 +35,16 @@ def full_type(name: str) -> str:
 
 def type_name(event_type: str) -> str:
     """`io.loopstack.prediction.v1` -> `prediction.v1`; raise UnknownEventType otherwise."""
-    name = event_type[len(TYPE_PREFIX) :] if event_type.startswith(TYPE_PREFIX) else ""
-    if not _NAME.match(name) or name not in known_types():
+    name = _short_names().get(event_type)
+    if name is None:
         raise UnknownEventType(event_type, [full_type(n) for n in known_types()])
     return name
+
+
+@cache
+def _short_names() -> dict[str, str]:
+    """Full type -> short name of every shipped type (one dict lookup per event, no regex)."""
+    return {full_type(n): n for n in known_types() if _NAME.match(n)}
 
 
 def dataschema_uri(name: str) -> str:

@@ -39,6 +39,16 @@ processed_events = Table(
 """One row per (group, event id) applied."""
 
 
+_IN_CHUNK = 500
+"""Ids per `IN (...)` query: well under SQLite's and PostgreSQL's bound-parameter limits."""
+_PLACEHOLDERS = {"qmark": "?", "format": "%s", "pyformat": "%s"}
+
+
+def _placeholder(conn: Connection) -> str | None:
+    """The driver's positional placeholder, or None to go through SQLAlchemy Core."""
+    return _PLACEHOLDERS.get(conn.dialect.paramstyle)
+
+
 def _sqlite_engine(url: str, busy_timeout_ms: int) -> Engine:
     engine = create_engine(url, connect_args={"timeout": busy_timeout_ms / 1000})
 
@@ -74,23 +84,51 @@ class ConsumerStore:
         return self.engine.dialect.name
 
     def processed(self, conn: Connection, group: str, event_ids: Sequence[str]) -> set[str]:
-        """Which of `event_ids` the group applied already."""
-        if not event_ids:
-            return set()
-        rows = conn.execute(
-            select(processed_events.c.event_id).where(
-                processed_events.c.consumer_group == group,
-                processed_events.c.event_id.in_(list(event_ids)),
-            )
-        )
-        return {r[0] for r in rows}
+        """Which of `event_ids` the group applied already (one query per 500 ids)."""
+        mark = _placeholder(conn)
+        found: set[str] = set()
+        for start in range(0, len(event_ids), _IN_CHUNK):
+            chunk = list(event_ids[start : start + _IN_CHUNK])
+            if mark is None:
+                rows = conn.execute(
+                    select(processed_events.c.event_id).where(
+                        processed_events.c.consumer_group == group,
+                        processed_events.c.event_id.in_(chunk),
+                    )
+                )
+            else:
+                rows = conn.exec_driver_sql(
+                    f"SELECT event_id FROM {processed_events.name} WHERE consumer_group = {mark} "
+                    f"AND event_id IN ({', '.join([mark] * len(chunk))})",
+                    (group, *chunk),
+                )
+            found.update(r[0] for r in rows)
+        return found
 
     def mark(self, conn: Connection, group: str, event_ids: Iterable[str]) -> None:
         """Record `event_ids` as applied (in the caller's transaction)."""
         now = datetime.now(UTC)
-        rows = [{"consumer_group": group, "event_id": i, "processed_at": now} for i in event_ids]
-        if rows:
-            conn.execute(processed_events.insert(), rows)
+        mark = _placeholder(conn)
+        if mark is None:
+            rows = [
+                {"consumer_group": group, "event_id": i, "processed_at": now} for i in event_ids
+            ]
+            if rows:
+                conn.execute(processed_events.insert(), rows)
+            return
+        # The driver's own executemany: SQLAlchemy's per-row parameter processing costs more
+        # than the insert. The timestamp goes through the column type once, so it is stored
+        # exactly as the Core path stores it (`prune` compares it).
+        column = processed_events.c.processed_at
+        process = column.type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
+        stamp = process(now) if process is not None else now
+        params = [(group, i, stamp) for i in event_ids]
+        if params:
+            conn.exec_driver_sql(
+                f"INSERT INTO {processed_events.name} (consumer_group, event_id, processed_at) "
+                f"VALUES ({mark}, {mark}, {mark})",
+                params,
+            )
 
     def is_processed(self, group: str, event_id: str) -> bool:
         """Whether the group applied this event id."""

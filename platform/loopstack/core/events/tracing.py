@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
@@ -15,7 +15,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 if TYPE_CHECKING:
     from loopstack.core.events.envelope import Event
 
-__all__ = ["configure_tracing", "current_traceparent", "event_span"]
+__all__ = ["batch_span", "configure_tracing", "current_traceparent", "event_span"]
 
 _PROPAGATOR = TraceContextTextMapPropagator()
 _TRACER = "loopstack.events"
@@ -67,5 +67,29 @@ def event_span(
         attributes["cloudevents.event_subject"] = event.subject
     with tracer.start_as_current_span(
         name, context=context, kind=kind, attributes=attributes
+    ) as span:
+        yield span
+
+
+@contextmanager
+def batch_span(
+    events: Sequence[Event],
+    name: str,
+    *,
+    provider: trace.TracerProvider | None = None,
+) -> Iterator[trace.Span]:
+    """One consumer span for a batch, linked to each event's `traceparent` (OTel messaging's
+    batch pattern: a batch has many parents, so they become links rather than one parent)."""
+    links = []
+    for event in events:
+        if event.traceparent:
+            context = _PROPAGATOR.extract({"traceparent": event.traceparent})
+            span_context = trace.get_current_span(context).get_span_context()
+            if span_context.is_valid:
+                links.append(trace.Link(span_context, {"messaging.message.id": event.id}))
+    tracer = trace.get_tracer(_TRACER, tracer_provider=provider)
+    attributes = {"messaging.batch.message_count": len(events)}
+    with tracer.start_as_current_span(
+        name, kind=trace.SpanKind.CONSUMER, links=links, attributes=attributes
     ) as span:
         yield span

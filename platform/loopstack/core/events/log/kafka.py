@@ -136,10 +136,8 @@ class KafkaEventLog(EventLog):
             return
         self.ensure_topics(sorted({m.topic for m in messages}))
         failures: list[str] = []
-        pending = [len(messages)]
 
         def delivered(err: KafkaError | None, _msg: Message) -> None:
-            pending[0] -= 1
             if err is not None:
                 failures.append(str(err))
 
@@ -159,8 +157,9 @@ class KafkaEventLog(EventLog):
                         self._producer.poll(0.05)
             # Idempotence keeps order and drops duplicates across librdkafka's retries, so wait
             # rather than give up: a timeout here would make the outbox resend the batch.
-            while pending[0] > 0:
-                self._producer.flush(1.0)
+            # Only this method produces, under the lock: an empty queue means all were reported.
+            while self._producer.flush(1.0) > 0:
+                pass
         if failures:
             raise LogUnavailable("kafka", f"{len(failures)} deliveries failed: {failures[0]}")
 

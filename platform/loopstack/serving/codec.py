@@ -1,0 +1,342 @@
+"""Protocol codecs: KServe v1 JSON, OIP v2 JSON (and its binary-tensor extension), OIP v2 gRPC.
+
+Each decoder turns a request into a `ScoreRequest` (columns of values); each encoder turns a
+`ScoreResult` into the protocol's answer. Malformed input raises `BadRequest` with the reason.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import orjson
+
+from loopstack.serving.errors import BadRequest
+from loopstack.serving.runtime import ScoreRequest, ScoreResult
+
+__all__ = [
+    "BINARY_HEADER",
+    "V2Request",
+    "decode_v1",
+    "decode_v2",
+    "encode_v1",
+    "encode_v2",
+    "from_infer_request",
+    "to_infer_response",
+    "result_parameters",
+]
+
+BINARY_HEADER = "inference-header-content-length"
+
+
+def _json(body: bytes) -> Any:
+    if not body:
+        raise BadRequest("the request body is empty; send a JSON object")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"the request body is not valid JSON: {exc}") from None
+
+
+# --- KServe v1 ---------------------------------------------------------------------------
+def decode_v1(body: bytes, model: str) -> ScoreRequest:
+    """`{"instances": [{field: value, ...}, ...]}` -> columns (an entity key is one more field)."""
+    payload = _json(body)
+    if not isinstance(payload, dict) or "instances" not in payload:
+        raise BadRequest('expected a JSON object {"instances": [{field: value, ...}, ...]}')
+    extra = sorted(set(payload) - {"instances", "parameters"})
+    if extra:
+        raise BadRequest(f"unknown top-level field(s) {', '.join(extra)}; send only 'instances'")
+    instances = payload["instances"]
+    if not isinstance(instances, list):
+        raise BadRequest("'instances' must be a list of objects")
+    names: dict[str, None] = {}
+    for i, instance in enumerate(instances):
+        if not isinstance(instance, dict):
+            raise BadRequest(
+                f"instance {i} is {type(instance).__name__}; each instance must be an object "
+                "keyed by field name"
+            )
+        names.update(dict.fromkeys(instance))
+    columns: dict[str, list[Any]] = {name: [] for name in names}
+    for i, instance in enumerate(instances):
+        if len(instance) != len(names):
+            lacking = sorted(set(names) - set(instance))
+            raise BadRequest(f"instance {i} lacks field(s) {', '.join(lacking)}")
+        for name, value in instance.items():
+            columns[name].append(value)
+    parameters = payload.get("parameters") or {}
+    if not isinstance(parameters, dict):
+        raise BadRequest("'parameters' must be an object")
+    return ScoreRequest(model, columns, len(instances), "v1", parameters=parameters)
+
+
+def encode_v1(result: ScoreResult) -> dict[str, Any]:
+    """The v1 answer: predictions plus model, version, route, prediction ids, probabilities."""
+    out: dict[str, Any] = {
+        "predictions": result.predictions,
+        "model_name": result.model,
+        "model_version": result.version,
+        "route": result.route,
+        "id": result.id,
+        "prediction_ids": result.prediction_ids,
+    }
+    if result.probabilities is not None:
+        out["probabilities"] = result.probabilities
+        out["classes"] = result.classes
+    return out
+
+
+# --- OIP v2 REST --------------------------------------------------------------------------
+class V2Request:
+    """A decoded v2 request plus what the caller asked about the outputs."""
+
+    def __init__(self, score: ScoreRequest, binary: bool, requested: list[str] | None) -> None:
+        self.score = score
+        self.binary = binary
+        self.requested = requested
+
+
+def _rows_of(name: str, shape: Any, count: int) -> int:
+    if (
+        not isinstance(shape, list)
+        or not shape
+        or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
+    ):
+        raise BadRequest(
+            f"input {name!r}: 'shape' must be a non-empty list of sizes, got {shape!r}"
+        )
+    if len(shape) > 2 or (len(shape) == 2 and shape[1] != 1):
+        raise BadRequest(
+            f"input {name!r} has shape {shape}; send one column per input, shape [rows] or [rows, 1]"
+        )
+    if math.prod(shape) != count:
+        raise BadRequest(
+            f"input {name!r}: shape {shape} needs {math.prod(shape)} values, got {count}"
+        )
+    return int(shape[0])
+
+
+def _flat(data: list[Any]) -> list[Any]:
+    if data and isinstance(data[0], list):
+        return [v for row in data for v in (row if isinstance(row, list) else [row])]
+    return data
+
+
+def _columns_from_json(inputs: Any, model: str) -> tuple[dict[str, list[Any]], dict[str, str], int]:
+    if not isinstance(inputs, list) or not inputs:
+        raise BadRequest("'inputs' must be a non-empty list of tensors")
+    columns: dict[str, list[Any]] = {}
+    datatypes: dict[str, str] = {}
+    rows: int | None = None
+    for i, tensor in enumerate(inputs):
+        if not isinstance(tensor, dict):
+            raise BadRequest(f"input {i} must be an object with name, shape, datatype, data")
+        name, datatype, data = tensor.get("name"), tensor.get("datatype"), tensor.get("data")
+        if not isinstance(name, str) or not name:
+            raise BadRequest(f"input {i} has no 'name'")
+        if not isinstance(datatype, str):
+            raise BadRequest(f"input {name!r} has no 'datatype'")
+        if not isinstance(data, list):
+            raise BadRequest(f"input {name!r}: 'data' must be a list")
+        if name in columns:
+            raise BadRequest(f"input {name!r} is sent twice")
+        values = _flat(data)
+        n = _rows_of(name, tensor.get("shape"), len(values))
+        if rows is not None and n != rows:
+            raise BadRequest(f"input {name!r} has {n} rows; other inputs have {rows}")
+        rows = n
+        columns[name] = values
+        datatypes[name] = datatype
+    return columns, datatypes, rows or 0
+
+
+def decode_v2(body: bytes, headers: dict[str, str], model: str, version: str | None) -> V2Request:
+    """A v2 JSON request, or one with binary tensors (`Inference-Header-Content-Length`)."""
+    if BINARY_HEADER in headers:
+        return _decode_v2_binary(body, headers[BINARY_HEADER], model, version)
+    payload = _json(body)
+    if not isinstance(payload, dict):
+        raise BadRequest('expected a JSON object {"inputs": [...]}')
+    extra = sorted(set(payload) - {"id", "inputs", "outputs", "parameters"})
+    if extra:
+        raise BadRequest(f"unknown top-level field(s) {', '.join(extra)}")
+    columns, datatypes, rows = _columns_from_json(payload.get("inputs"), model)
+    parameters = payload.get("parameters") or {}
+    if not isinstance(parameters, dict):
+        raise BadRequest("'parameters' must be an object")
+    request_id = payload.get("id")
+    score = ScoreRequest(
+        model,
+        columns,
+        rows,
+        "v2-rest",
+        parameters=parameters,
+        version=version,
+        request_id=str(request_id) if request_id else None,
+        datatypes=datatypes,
+    )
+    binary, requested = _output_prefs(payload.get("outputs"), parameters)
+    return V2Request(score, binary, requested)
+
+
+def _output_prefs(outputs: Any, parameters: dict[str, Any]) -> tuple[bool, list[str] | None]:
+    binary = bool(parameters.get("binary_data_output", False))
+    if outputs is None:
+        return binary, None
+    if not isinstance(outputs, list) or not all(
+        isinstance(o, dict) and isinstance(o.get("name"), str) for o in outputs
+    ):
+        raise BadRequest("'outputs' must be a list of objects with a 'name'")
+    for o in outputs:
+        if (o.get("parameters") or {}).get("binary_data"):
+            binary = True
+    return binary, [o["name"] for o in outputs]
+
+
+def _decode_v2_binary(body: bytes, length: str, model: str, version: str | None) -> V2Request:
+    from kserve.protocol.infer_type import InferRequest
+
+    try:
+        json_length = int(length)
+        if not 0 < json_length <= len(body):
+            raise ValueError(f"{json_length} is outside the body of {len(body)} bytes")
+        request = InferRequest.from_bytes(body, json_length, model)
+    except Exception as exc:
+        raise BadRequest(f"malformed binary-tensor request: {exc}") from None
+    score = from_infer_request(request, "v2-rest", version)
+    parameters = score.parameters
+    requested = [o.name for o in request.request_outputs] if request.request_outputs else None
+    binary = bool(parameters.get("binary_data_output", False)) or any(
+        o.binary_data for o in request.request_outputs or []
+    )
+    return V2Request(score, binary, requested)
+
+
+def result_parameters(result: ScoreResult) -> dict[str, Any]:
+    """Response parameters every v2 answer carries (REST and gRPC)."""
+    return {
+        "prediction_id": result.id,
+        "prediction_ids": ",".join(result.prediction_ids),
+        "model_version": result.version,
+        "route": result.route,
+    }
+
+
+def _output_arrays(result: ScoreResult) -> list[tuple[str, str, np.ndarray]]:
+    n = len(result.predictions)
+    if result.prediction_datatype == "BYTES":
+        prediction = np.array([str(p).encode() for p in result.predictions], dtype=np.object_)
+    else:
+        prediction = np.asarray(result.predictions)
+    arrays = [("prediction", result.prediction_datatype, prediction.reshape(n))]
+    if result.probabilities is not None:
+        arrays.append(("probabilities", "FP64", np.asarray(result.probabilities, dtype=np.float64)))
+    return arrays
+
+
+def encode_v2(result: ScoreResult, request: V2Request) -> tuple[bytes, dict[str, str]]:
+    """The v2 answer as bytes (JSON, or JSON + binary tensors when the caller asked for them)."""
+    known = {name for name, _, _ in _output_arrays(result)}
+    if request.requested is not None:
+        unknown = [n for n in request.requested if n not in known]
+        if unknown:
+            raise BadRequest(
+                f"unknown output(s) {', '.join(unknown)}; outputs: {', '.join(sorted(known))}"
+            )
+    if request.binary:
+        response = to_infer_response(result, request.requested, binary=True, requested_objs=None)
+        body, json_length = response.to_rest()
+        if isinstance(body, bytes) and json_length is not None:
+            return body, {BINARY_HEADER: str(json_length)}
+        return orjson.dumps(body), {}
+    outputs = []
+    for name, datatype, array in _output_arrays(result):
+        if request.requested is not None and name not in request.requested:
+            continue
+        data = (
+            [v.decode() if isinstance(v, bytes) else v for v in array.tolist()]
+            if datatype == "BYTES"
+            else array.reshape(-1).tolist()
+        )
+        tensor: dict[str, Any] = {
+            "name": name,
+            "datatype": datatype,
+            "shape": list(array.shape),
+            "data": data,
+        }
+        if name == "probabilities" and result.classes is not None:
+            tensor["parameters"] = {"classes": ",".join(str(c) for c in result.classes)}
+        outputs.append(tensor)
+    answer = {
+        "model_name": result.model,
+        "model_version": result.version,
+        "id": result.id,
+        "parameters": result_parameters(result),
+        "outputs": outputs,
+    }
+    return orjson.dumps(answer), {}
+
+
+# --- KServe InferRequest / InferResponse (gRPC, binary REST) ----------------------------------
+def from_infer_request(request: Any, protocol: str, version: str | None = None) -> ScoreRequest:
+    """Columns from a KServe `InferRequest` (gRPC or binary REST)."""
+    from kserve.protocol.infer_type import to_http_parameters
+
+    columns: dict[str, list[Any]] = {}
+    datatypes: dict[str, str] = {}
+    rows: int | None = None
+    for tensor in request.inputs:
+        try:
+            array = tensor.as_numpy()
+        except Exception as exc:
+            raise BadRequest(f"input {tensor.name!r}: cannot read its data ({exc})") from None
+        values = array.reshape(-1).tolist()
+        n = _rows_of(tensor.name, list(array.shape), len(values))
+        if rows is not None and n != rows:
+            raise BadRequest(f"input {tensor.name!r} has {n} rows; other inputs have {rows}")
+        if tensor.name in columns:
+            raise BadRequest(f"input {tensor.name!r} is sent twice")
+        rows = n
+        columns[tensor.name] = values
+        datatypes[tensor.name] = tensor.datatype
+    parameters = to_http_parameters(request.parameters) if request.parameters else {}
+    return ScoreRequest(
+        request.model_name,
+        columns,
+        rows or 0,
+        protocol,
+        parameters=dict(parameters),
+        version=version or (request.model_version or None),
+        request_id=request.id or None,
+        datatypes=datatypes,
+    )
+
+
+def to_infer_response(
+    result: ScoreResult,
+    requested: list[str] | None = None,
+    binary: bool = False,
+    requested_objs: Any = None,
+) -> Any:
+    """A KServe `InferResponse` of the result (its `to_grpc`/`to_rest` do the wire format)."""
+    from kserve.protocol.infer_type import InferOutput, InferResponse
+
+    outputs = []
+    for name, datatype, array in _output_arrays(result):
+        if requested is not None and name not in requested:
+            continue
+        output = InferOutput(name=name, shape=list(array.shape), datatype=datatype)
+        output.set_data_from_numpy(array, binary_data=binary)
+        if name == "probabilities" and result.classes is not None:
+            output.parameters = {"classes": ",".join(str(c) for c in result.classes)}
+        outputs.append(output)
+    return InferResponse(
+        response_id=result.id,
+        model_name=result.model,
+        infer_outputs=outputs,
+        model_version=result.version,
+        parameters=result_parameters(result),
+        use_binary_outputs=binary,
+    )

@@ -1,0 +1,50 @@
+"""Errors of the serving layer, each under a core category and saying what to do."""
+
+from __future__ import annotations
+
+from loopstack.core.errors import ConfigurationError, InvalidInput, NotFound, Unavailable
+
+__all__ = [
+    "BadRequest",
+    "ModelNotReady",
+    "ModelNotServed",
+    "UnsupportedModel",
+    "VersionNotServed",
+]
+
+
+class BadRequest(InvalidInput):
+    """The inference request is malformed (shape, dtype, missing or extra fields): fix and resend."""
+
+
+class ModelNotServed(NotFound):
+    """No traffic split names this model on this server: deploy it with `loopstack deploy`."""
+
+    def __init__(self, model: str, served: list[str]) -> None:
+        super().__init__(
+            f"model {model!r} is not served here (served: {', '.join(sorted(served)) or 'none'}); "
+            "deploy it with `loopstack deploy MODEL --version V`"
+        )
+
+
+class VersionNotServed(NotFound):
+    """A request pinned a version that the model's traffic split does not include."""
+
+    def __init__(self, model: str, version: str, served: list[str]) -> None:
+        super().__init__(
+            f"model {model!r} version {version!r} is not served (served: {', '.join(served)}); "
+            "omit the version to follow the traffic split"
+        )
+
+
+class ModelNotReady(Unavailable):
+    """The model's versions are still loading (or failed to load): retry after `retry_after_s`."""
+
+    retry_after_s = 1
+
+    def __init__(self, model: str, detail: str) -> None:
+        super().__init__(f"model {model!r} is not ready: {detail}")
+
+
+class UnsupportedModel(ConfigurationError):
+    """A registered version cannot be served: log it with the sklearn flavor and a signature."""

@@ -1,0 +1,123 @@
+"""Load one registered MLflow model version (sklearn flavor) with its signature, ready to score."""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from loopstack.serving.errors import UnsupportedModel
+from loopstack.serving.schema import ModelSchema
+
+__all__ = ["LoadedVersion", "Scores", "load_version"]
+
+_MLFLOW_LOCK = threading.Lock()  # mlflow's tracking-URI globals are process-wide
+
+
+@dataclass(frozen=True)
+class Scores:
+    """What one model call returned for a batch of rows."""
+
+    predictions: list[Any]
+    probabilities: list[list[float]] | None = None
+
+
+@dataclass(frozen=True)
+class LoadedVersion:
+    """A version in memory: the estimator, its input schema and, for classifiers, its classes."""
+
+    model: str
+    version: str
+    estimator: Any
+    schema: ModelSchema
+    classes: list[Any] | None
+    prediction_datatype: str
+
+    @property
+    def is_classifier(self) -> bool:
+        """Whether the model answers class probabilities."""
+        return self.classes is not None
+
+    def score(self, frame: pd.DataFrame) -> Scores:
+        """Predict a validated frame; a classifier answers its label and class probabilities."""
+        if self.classes is None:
+            raw = np.asarray(self.estimator.predict(frame))
+            return Scores(predictions=raw.tolist())
+        proba = np.asarray(self.estimator.predict_proba(frame), dtype=float)
+        labels = np.asarray(self.classes, dtype=object)[proba.argmax(axis=1)]
+        return Scores(predictions=[_plain(v) for v in labels], probabilities=proba.tolist())
+
+    def output_tensors(self) -> list[dict[str, Any]]:
+        """OIP v2 metadata of what this version answers."""
+        outputs = [{"name": "prediction", "datatype": self.prediction_datatype, "shape": [-1]}]
+        if self.classes is not None:
+            outputs.append(
+                {"name": "probabilities", "datatype": "FP64", "shape": [-1, len(self.classes)]}
+            )
+        return outputs
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar as the Python value JSON and protobuf accept."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _label_datatype(classes: list[Any]) -> str:
+    if all(isinstance(c, bool) for c in classes):
+        return "BOOL"
+    if all(isinstance(c, int) for c in classes):
+        return "INT64"
+    if all(isinstance(c, int | float) for c in classes):
+        return "FP64"
+    return "BYTES"
+
+
+def load_version(tracking_uri: str, model: str, version: str) -> LoadedVersion:
+    """Download `models:/<model>/<version>` and load it; raise UnsupportedModel if unservable."""
+    import mlflow
+    import mlflow.sklearn
+    from mlflow.models import Model
+
+    with tempfile.TemporaryDirectory(prefix="loopstack-model-") as folder:
+        with _MLFLOW_LOCK:
+            mlflow.set_tracking_uri(tracking_uri)
+            mlflow.set_registry_uri(tracking_uri)
+            local = mlflow.artifacts.download_artifacts(
+                artifact_uri=f"models:/{model}/{version}", dst_path=folder
+            )
+        meta = Model.load(local)
+        if "sklearn" not in meta.flavors:
+            raise UnsupportedModel(
+                f"{model} v{version} has flavors {sorted(meta.flavors)}; Loopstack serves the "
+                "sklearn flavor: log it with mlflow.sklearn.log_model"
+            )
+        if meta.signature is None:
+            raise UnsupportedModel(f"{model} v{version} has no signature; log it with one")
+        schema = ModelSchema.from_signature(meta.signature.inputs, f"{model} v{version}")
+        estimator = mlflow.sklearn.load_model(local)
+    classes = _classes(estimator)
+    if classes is not None:
+        datatype = _label_datatype(classes)
+    else:
+        datatype = _regression_datatype(meta.signature.outputs)
+    return LoadedVersion(model, str(version), estimator, schema, classes, datatype)
+
+
+def _classes(estimator: Any) -> list[Any] | None:
+    from sklearn.base import is_classifier
+
+    if not (is_classifier(estimator) and hasattr(estimator, "predict_proba")):
+        return None
+    return [_plain(c) for c in np.asarray(estimator.classes_).tolist()]
+
+
+def _regression_datatype(outputs: Any) -> str:
+    if outputs is None or not getattr(outputs, "inputs", None):
+        return "FP64"
+    spec = outputs.inputs[0]
+    kind = str(getattr(spec, "type", "double"))
+    return {"long": "INT64", "integer": "INT32", "float": "FP32"}.get(kind, "FP64")

@@ -1,0 +1,103 @@
+"""What a served request leaves behind: the `prediction.v1` data of each row, masked.
+
+Shared by the caller's answer and the shadow's (both cite the same request facts); sensitive
+fields of the model spec are masked before anything leaves the process.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from loopstack.core.events.topics import PREDICTIONS
+from loopstack.serving.eventsink import EventSink, iso_time
+from loopstack.serving.features import FeatureLookup, FeatureRows
+from loopstack.serving.loader import LoadedVersion
+
+if TYPE_CHECKING:
+    from loopstack.serving.runtime import ScoreRequest
+
+__all__ = ["MASK", "EventContext", "masked", "safe_inputs"]
+
+MASK = "***"
+
+
+def safe_inputs(req: ScoreRequest, lookup: FeatureLookup | None) -> dict[str, Any]:
+    """What the caller sent, for a failure event (bounded: an error must not log megabytes)."""
+    if req.rows == 1:
+        out = {
+            k: (v[0] if isinstance(v, list) and len(v) == 1 else v) for k, v in req.columns.items()
+        }
+    else:
+        out = {k: v[:100] if isinstance(v, list) else v for k, v in req.columns.items()}
+    if req.parameters:
+        out["_parameters"] = req.parameters
+    return masked(out, req.model, lookup)
+
+
+def masked(values: dict[str, Any], model: str, lookup: FeatureLookup | None) -> dict[str, Any]:
+    sensitive = lookup.spec.sensitive_fields if lookup is not None else ()
+    if not sensitive:
+        return values
+    return {k: (MASK if k in sensitive else v) for k, v in values.items()}
+
+
+@dataclass
+class EventContext:
+    """Request facts shared by the events of one request (champion and shadow alike)."""
+
+    req: ScoreRequest
+    lookup: FeatureLookup | None
+    keys: list[Any] | None
+    rows: FeatureRows | None
+    at: float
+
+    def input_rows(self, frame: Any, version: LoadedVersion) -> list[dict[str, Any]]:
+        """The model's input rows as logged (sensitive fields masked)."""
+        records = frame.to_dict(orient="records")
+        return [masked(r, self.req.model, self.lookup) for r in records]
+
+    def data(
+        self,
+        pid: str,
+        version: str,
+        route: str,
+        inputs: dict[str, Any],
+        row: int | None,
+        seconds: float,
+    ) -> dict[str, Any]:
+        """The common `prediction.v1` fields of one row."""
+        data: dict[str, Any] = {
+            "prediction_id": pid,
+            "model": self.req.model or "unknown",
+            "version": version,
+            "route": route,
+            "protocol": self.req.protocol,
+            "inputs": inputs,
+            "latency_ms": round(seconds * 1000, 3),
+            "request_time": iso_time(self.at),
+        }
+        if row is not None and self.rows is not None and self.lookup is not None:
+            data["features"] = {
+                "values": masked(self.rows.values[row], self.req.model, self.lookup),
+                "timestamps": {k: v for k, v in self.rows.timestamps[row].items() if v},
+                "feature_service": self.rows.feature_service,
+            }
+        if row is not None and self.keys is not None and self.lookup is not None:
+            data["entity_key"] = {self.lookup.join_key: self.keys[row]}
+        if self.req.request_id:
+            data["request_id"] = self.req.request_id[:128]
+        return data
+
+    def emit(self, sink: EventSink, pid: str, data: dict[str, Any]) -> None:
+        """Queue the event (never blocks)."""
+        sink.emit(
+            PREDICTIONS,
+            "prediction.v1",
+            data,
+            event_id=pid,
+            subject=self.req.model or "unknown",
+            at=self.at,
+            correlationid=self.req.correlation_id,
+            traceparent=self.req.traceparent,
+        )

@@ -1,0 +1,127 @@
+"""REST inference routes (KServe v1, OIP v2) and error answers, ahead of KServe's own routes.
+
+KServe's v2 route validates the body with pydantic (FastAPI answers 422 with its own format)
+and turns unexpected decode errors into 500s; these routes decode the raw bytes themselves, so
+every caller mistake is a 400 `{"error": reason}`, and each failure is a logged prediction.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request, Response
+
+from loopstack.core.errors import LoopstackError
+from loopstack.serving.codec import decode_v1, decode_v2, encode_v1, encode_v2
+from loopstack.serving.errors import ModelNotReady
+from loopstack.serving.runtime import ScoreRequest, ServingRuntime, correlation_from, status_of
+
+__all__ = ["add_inference_routes", "error_response"]
+
+_JSON = "application/json"
+
+
+def error_response(exc: BaseException) -> Response:
+    """`{"error": reason}` with the error's status (and `Retry-After` when not ready)."""
+    status = status_of(exc)
+    message = (
+        exc.message if isinstance(exc, LoopstackError) else f"internal error: {type(exc).__name__}"
+    )
+    headers = {"Retry-After": str(ModelNotReady.retry_after_s)} if status == 503 else None
+    return Response(orjson.dumps({"error": message}), status, headers=headers, media_type=_JSON)
+
+
+def _snippet(body: bytes) -> str:
+    return body[:1024].decode("utf-8", errors="replace")
+
+
+class _Routes:
+    """Handlers bound to one runtime."""
+
+    def __init__(self, runtime: ServingRuntime) -> None:
+        self.runtime = runtime
+
+    def _failed_decode(
+        self,
+        model: str,
+        protocol: str,
+        body: bytes,
+        headers: Any,
+        exc: Exception,
+        started: float,
+        at: float,
+    ) -> Response:
+        correlation, traceparent = correlation_from(headers)
+        failed = ScoreRequest(
+            model,
+            {"_body": [_snippet(body)]},
+            1,
+            protocol,
+            correlation_id=correlation,
+            traceparent=traceparent,
+        )
+        self.runtime.record_failure(failed, exc, started, at)
+        return error_response(exc)
+
+    async def v1_predict(self, model_name: str, request: Request) -> Response:
+        """KServe v1 predict."""
+        started, at = time.perf_counter(), time.time()
+        body = await request.body()
+        try:
+            score = decode_v1(body, model_name)
+        except Exception as exc:
+            return self._failed_decode(model_name, "v1", body, request.headers, exc, started, at)
+        score.correlation_id, score.traceparent = correlation_from(request.headers)
+        try:
+            result = await self.runtime.score(score)
+        except Exception as exc:  # recorded by the runtime
+            return error_response(exc)
+        return Response(orjson.dumps(encode_v1(result)), media_type=_JSON)
+
+    async def v2_infer(
+        self, model_name: str, request: Request, model_version: str | None = None
+    ) -> Response:
+        """OIP v2 infer (JSON or binary tensors)."""
+        started, at = time.perf_counter(), time.time()
+        body = await request.body()
+        headers = request.headers
+        try:
+            decoded = decode_v2(
+                body, {k.lower(): v for k, v in headers.items()}, model_name, model_version
+            )
+        except Exception as exc:
+            return self._failed_decode(model_name, "v2-rest", body, headers, exc, started, at)
+        score = decoded.score
+        score.correlation_id, score.traceparent = correlation_from(headers)
+        try:
+            result = await self.runtime.score(score)
+            payload, extra = encode_v2(result, decoded)
+        except Exception as exc:
+            return error_response(exc)
+        content_type = "application/octet-stream" if extra else _JSON
+        return Response(payload, headers=extra or None, media_type=content_type)
+
+    async def v2_infer_version(
+        self, model_name: str, model_version: str, request: Request
+    ) -> Response:
+        """OIP v2 infer on a pinned version (champion or challenger of the split)."""
+        return await self.v2_infer(model_name, request, model_version)
+
+
+def add_inference_routes(app: FastAPI, runtime: ServingRuntime) -> None:
+    """Add the inference routes; call before KServe registers its own (first match wins)."""
+    routes = _Routes(runtime)
+    app.add_api_route(
+        "/v1/models/{model_name}:predict", routes.v1_predict, methods=["POST"], response_model=None
+    )
+    app.add_api_route(
+        "/v2/models/{model_name}/infer", routes.v2_infer, methods=["POST"], response_model=None
+    )
+    app.add_api_route(
+        "/v2/models/{model_name}/versions/{model_version}/infer",
+        routes.v2_infer_version,
+        methods=["POST"],
+        response_model=None,
+    )

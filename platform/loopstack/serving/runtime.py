@@ -1,0 +1,422 @@
+"""`ServingRuntime`: the transport-free core every protocol calls (REST v1/v2, gRPC, async).
+
+One `score` does: route by the model's traffic split, fetch online features for entity keys,
+validate against the chosen version's signature, predict, and record the answer (metrics and a
+`prediction.v1` event per row, queued off the request path). A shadow challenger scores the
+same rows on its own thread; its answer is only logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from loopstack.core.errors import LoopstackError
+from loopstack.serving.errors import BadRequest, ModelNotReady, ModelNotServed, VersionNotServed
+from loopstack.serving.eventsink import EventSink
+from loopstack.serving.features import FeatureLookup, FeatureRows, OnlineFeatureSource
+from loopstack.serving.loader import LoadedVersion, Scores
+from loopstack.serving.metrics import ServingMetrics
+from loopstack.serving.records import EventContext, safe_inputs
+from loopstack.serving.routing import Route, ServedSplit
+from loopstack.serving.schema import Columns
+
+__all__ = [
+    "ScoreRequest",
+    "ScoreResult",
+    "ScoringFailed",
+    "ServingRuntime",
+    "correlation_from",
+    "status_of",
+]
+
+log = logging.getLogger(__name__)
+MAX_ROWS = 10_000
+
+
+class ScoringFailed(LoopstackError):
+    """The model raised on valid input: a server-side fault; see the server log and the event."""
+
+
+def status_of(exc: BaseException) -> int:
+    """HTTP status of an exception (500 for anything that is not a Loopstack error)."""
+    return exc.http_status if isinstance(exc, LoopstackError) else 500
+
+
+@dataclass
+class ScoreRequest:
+    """One inference request, normalised: columns of values plus request-level parameters."""
+
+    model: str
+    columns: Columns
+    rows: int
+    protocol: str
+    parameters: dict[str, Any] = field(default_factory=dict)
+    version: str | None = None
+    correlation_id: str | None = None
+    traceparent: str | None = None
+    request_id: str | None = None
+    datatypes: dict[str, str] = field(default_factory=dict)
+    """Declared v2 tensor datatypes, checked against the signature."""
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    """What the caller gets back: the answer, who gave it, and the prediction ids to cite."""
+
+    model: str
+    version: str
+    route: str
+    id: str
+    prediction_ids: list[str]
+    predictions: list[Any]
+    probabilities: list[list[float]] | None
+    classes: list[Any] | None
+    prediction_datatype: str
+
+
+@dataclass
+class _Prepared:
+    served: ServedSplit
+    route: Route
+    lookup: FeatureLookup | None
+    keys: list[Any] | None
+
+
+def correlation_from(headers: Mapping[str, str]) -> tuple[str, str | None]:
+    """Correlation id (x-request-id, else the W3C trace id, else a new id) and the traceparent."""
+    traceparent = headers.get("traceparent")
+    if traceparent is not None:
+        parts = traceparent.split("-")
+        if len(parts) != 4 or len(parts[1]) != 32:
+            traceparent = None  # malformed: not ours to propagate
+    request_id = headers.get("x-request-id")
+    if request_id:
+        return request_id[:128], traceparent
+    if traceparent is not None:
+        return traceparent.split("-")[1], traceparent
+    return str(uuid.uuid4()), None
+
+
+def _ids(base: str, rows: int) -> list[str]:
+    return [base] if rows == 1 else [f"{base}-{i}" for i in range(rows)]
+
+
+class ServingRuntime:
+    """Holds the served splits of one server process and scores requests against them."""
+
+    def __init__(
+        self,
+        sink: EventSink,
+        metrics: ServingMetrics,
+        features: OnlineFeatureSource | None = None,
+        shadow_queue: int = 1000,
+    ) -> None:
+        self.sink = sink
+        self.metrics = metrics
+        self.features = features
+        self._served: dict[str, ServedSplit] = {}
+        self._not_ready: dict[str, str] = {}
+        self._shadow = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shadow")
+        self._shadow_pending = 0
+        self._shadow_lock = threading.Lock()
+        self._shadow_max = shadow_queue
+        self.on_model_added: Callable[[str], None] | None = None
+
+    # --- state, changed by the traffic watcher -------------------------------------------
+    def models(self) -> list[str]:
+        """Every model this server knows (ready or not)."""
+        return sorted({*self._served, *self._not_ready})
+
+    def served(self, model: str) -> ServedSplit | None:
+        """The ready split of a model."""
+        return self._served.get(model)
+
+    def ready(self, model: str) -> bool:
+        """Whether the model answers requests."""
+        return model in self._served
+
+    def set_split(self, served: ServedSplit) -> None:
+        """Serve a loaded split; the swap is one dict assignment, so requests never see half."""
+        model = served.split.model
+        known = model in self._served or model in self._not_ready
+        self._served[model] = served
+        self._not_ready.pop(model, None)
+        self.metrics.split_revision.labels(model).set(served.split.revision)
+        if not known and self.on_model_added is not None:
+            self.on_model_added(model)
+
+    def set_not_ready(self, model: str, detail: str) -> None:
+        """Mark a model that has no loaded split yet (loading, or its versions failed to load)."""
+        known = model in self._served or model in self._not_ready
+        if model not in self._served:
+            self._not_ready[model] = detail
+        if not known and self.on_model_added is not None:
+            self.on_model_added(model)
+
+    def warm(self, model: str) -> None:
+        """Open the feature store and resolve the model's lookup before it takes traffic."""
+        self._quiet_lookup(model)
+
+    def not_ready_detail(self, model: str) -> str | None:
+        """Why a known model is not ready, or None."""
+        return self._not_ready.get(model)
+
+    def signature_version(self, model: str) -> LoadedVersion | None:
+        """The champion version (its signature describes the model's tensors)."""
+        served = self._served.get(model)
+        return served.champion if served else None
+
+    # --- scoring --------------------------------------------------------------------------
+    async def score(self, req: ScoreRequest) -> ScoreResult:
+        """Score a request on the event loop; the feature store is read on a worker thread."""
+        started, at = time.perf_counter(), time.time()
+        prepared: _Prepared | None = None
+        try:
+            prepared = self._prepare(req)
+            rows = None
+            if prepared.lookup is not None and prepared.keys is not None:
+                rows = await asyncio.to_thread(self._fetch, prepared.lookup, prepared.keys)
+            return self._finish(req, prepared, rows, started, at)
+        except Exception as exc:
+            self.record_failure(req, exc, started, at, prepared.route if prepared else None)
+            raise
+
+    def score_sync(self, req: ScoreRequest) -> ScoreResult:
+        """Score a request on the calling thread (the asynchronous-inference consumer)."""
+        started, at = time.perf_counter(), time.time()
+        prepared: _Prepared | None = None
+        try:
+            prepared = self._prepare(req)
+            rows = None
+            if prepared.lookup is not None and prepared.keys is not None:
+                rows = self._fetch(prepared.lookup, prepared.keys)
+            return self._finish(req, prepared, rows, started, at)
+        except Exception as exc:
+            self.record_failure(req, exc, started, at, prepared.route if prepared else None)
+            raise
+
+    def _prepare(self, req: ScoreRequest) -> _Prepared:
+        served = self._served.get(req.model)
+        if served is None:
+            detail = self._not_ready.get(req.model)
+            if detail is not None:
+                raise ModelNotReady(req.model, detail)
+            raise ModelNotServed(req.model, self.models())
+        if req.rows < 1:
+            raise BadRequest("the request has no rows (instances or tensor values)")
+        if req.rows > MAX_ROWS:
+            raise BadRequest(
+                f"the request has {req.rows} rows; send at most {MAX_ROWS} per request"
+            )
+        lookup = self.features.lookup(req.model) if self.features is not None else None
+        keys = self._entity_keys(req, lookup)
+        if req.version:
+            route = served.pinned(req.version)
+            if route is None:
+                raise VersionNotServed(req.model, req.version, sorted(served.versions()))
+        else:
+            route = served.choose(keys[0] if keys else None)
+        return _Prepared(served, route, lookup, keys)
+
+    def _entity_keys(self, req: ScoreRequest, lookup: FeatureLookup | None) -> list[Any] | None:
+        if lookup is None:
+            return None
+        key = lookup.join_key
+        if key in req.columns:
+            values = req.columns.pop(key)
+            if len(values) != req.rows:
+                raise BadRequest(
+                    f"entity key {key!r} has {len(values)} value(s) for {req.rows} row(s)"
+                )
+        elif key in req.parameters:
+            values = [req.parameters[key]] * req.rows
+        else:
+            return None
+        sent = [name for name in lookup.names if name in req.columns]
+        if sent:
+            raise BadRequest(
+                f"field(s) {', '.join(sent)} come from the feature store for {key!r}; do not send them "
+                "with an entity key (or send every input and no entity key)"
+            )
+        return [lookup.coerce_key(v) for v in values]
+
+    def _fetch(self, lookup: FeatureLookup, keys: list[Any]) -> FeatureRows:
+        assert self.features is not None
+        return self.features.fetch(lookup, keys)
+
+    def _finish(
+        self,
+        req: ScoreRequest,
+        prepared: _Prepared,
+        rows: FeatureRows | None,
+        started: float,
+        at: float,
+    ) -> ScoreResult:
+        version = prepared.route.version
+        columns = req.columns
+        if rows is not None:
+            columns = dict(columns)
+            for name in prepared.lookup.names if prepared.lookup else ():
+                columns[name] = [row[name] for row in rows.values]
+        for name, datatype in req.datatypes.items():
+            version.schema.check_datatype(name, datatype)
+        frame = version.schema.frame(columns, req.rows)
+        try:
+            scores = version.score(frame)
+        except Exception as exc:
+            log.exception("%s v%s failed to score", version.model, version.version)
+            raise ScoringFailed(
+                f"model {version.model!r} v{version.version} failed: {type(exc).__name__}: {exc}"
+            ) from exc
+        base = str(uuid.uuid4())
+        ids = _ids(base, req.rows)
+        seconds = time.perf_counter() - started
+        route = prepared.route.route
+        self.metrics.observe(req.model, version.version, req.protocol, route, "200", seconds)
+        self._observe_values(version, route, scores)
+        context = EventContext(req, prepared.lookup, prepared.keys, rows, at)
+        inputs = context.input_rows(frame, version)
+        self._emit_ok(context, version, route, ids, inputs, scores, seconds)
+        if prepared.route.shadow is not None:
+            self._mirror(context, prepared.route.shadow, columns, ids, inputs)
+        return ScoreResult(
+            model=req.model,
+            version=version.version,
+            route=route,
+            id=base,
+            prediction_ids=ids,
+            predictions=scores.predictions,
+            probabilities=scores.probabilities,
+            classes=version.classes,
+            prediction_datatype=version.prediction_datatype,
+        )
+
+    def _observe_values(self, version: LoadedVersion, route: str, scores: Scores) -> None:
+        if scores.probabilities is not None:
+            values = [p[-1] for p in scores.probabilities]
+        else:
+            values = [v for v in scores.predictions if isinstance(v, int | float)]
+        self.metrics.observe_values(version.model, version.version, route, values)
+
+    def _emit_ok(
+        self,
+        context: EventContext,
+        version: LoadedVersion,
+        route: str,
+        ids: list[str],
+        inputs: list[dict[str, Any]],
+        scores: Scores,
+        seconds: float,
+        paired: list[str] | None = None,
+    ) -> None:
+        for i, pid in enumerate(ids):
+            outputs: dict[str, Any] = {"prediction": scores.predictions[i]}
+            if scores.probabilities is not None and version.classes is not None:
+                outputs["probabilities"] = {
+                    str(c): p for c, p in zip(version.classes, scores.probabilities[i], strict=True)
+                }
+            data = context.data(pid, version.version, route, inputs[i], i, seconds)
+            data["status"] = "ok"
+            data["outputs"] = outputs
+            if paired is not None:
+                data["paired_prediction_id"] = paired[i]
+            context.emit(self.sink, pid, data)
+
+    def record_failure(
+        self,
+        req: ScoreRequest,
+        exc: BaseException,
+        started: float,
+        at: float,
+        route: Route | None = None,
+    ) -> None:
+        """Count a failed request and log it as one `prediction.v1` event with status `error`."""
+        if getattr(exc, "_loopstack_logged", False):
+            return
+        with contextlib.suppress(AttributeError):  # a few builtins take no attributes
+            exc._loopstack_logged = True  # type: ignore[attr-defined]
+        seconds = time.perf_counter() - started
+        version = route.version.version if route else self._champion_version(req.model)
+        route_name = route.route if route else "champion"
+        status = status_of(exc)
+        self.metrics.observe(
+            req.model or "unknown", version, req.protocol, route_name, str(status), seconds
+        )
+        pid = str(uuid.uuid4())
+        lookup = self._quiet_lookup(req.model)
+        context = EventContext(req, None, None, None, at)
+        data = context.data(pid, version, route_name, safe_inputs(req, lookup), None, seconds)
+        data["status"] = "error"
+        data["error"] = f"{status} {type(exc).__name__}: {exc}"[:4000]
+        context.emit(self.sink, pid, data)
+
+    def _quiet_lookup(self, model: str) -> FeatureLookup | None:
+        if self.features is None or not model:
+            return None
+        try:
+            return self.features.lookup(model)
+        except Exception:  # a failure event must be logged even if Feast is down
+            return None
+
+    def _champion_version(self, model: str) -> str:
+        served = self._served.get(model)
+        return served.champion.version if served else "unknown"
+
+    # --- shadow -----------------------------------------------------------------------------
+    def _mirror(
+        self,
+        context: EventContext,
+        shadow: LoadedVersion,
+        columns: Columns,
+        paired: list[str],
+        inputs: list[dict[str, Any]],
+    ) -> None:
+        with self._shadow_lock:
+            if self._shadow_pending >= self._shadow_max:
+                self.metrics.shadow_dropped.labels(shadow.model).inc()
+                return
+            self._shadow_pending += 1
+        self._shadow.submit(self._run_shadow, context, shadow, columns, paired, inputs)
+
+    def _run_shadow(
+        self,
+        context: EventContext,
+        shadow: LoadedVersion,
+        columns: Columns,
+        paired: list[str],
+        inputs: list[dict[str, Any]],
+    ) -> None:
+        started = time.perf_counter()
+        req = context.req
+        try:
+            scores = shadow.score(shadow.schema.frame(columns, req.rows))
+        except Exception as exc:  # the shadow's failure is logged, never seen by the caller
+            seconds = time.perf_counter() - started
+            self.metrics.observe(req.model, shadow.version, req.protocol, "shadow", "500", seconds)
+            for i, pid in enumerate(_ids(str(uuid.uuid4()), req.rows)):
+                data = context.data(pid, shadow.version, "shadow", inputs[i], i, seconds)
+                data.update(status="error", error=f"{type(exc).__name__}: {exc}"[:4000])
+                data["paired_prediction_id"] = paired[i]
+                context.emit(self.sink, pid, data)
+            return
+        finally:
+            with self._shadow_lock:
+                self._shadow_pending -= 1
+        seconds = time.perf_counter() - started
+        self.metrics.observe(req.model, shadow.version, req.protocol, "shadow", "200", seconds)
+        self._observe_values(shadow, "shadow", scores)
+        ids = _ids(str(uuid.uuid4()), req.rows)
+        self._emit_ok(context, shadow, "shadow", ids, inputs, scores, seconds, paired)
+
+    def close(self) -> None:
+        """Stop the shadow thread (waiting for what it is scoring)."""
+        self._shadow.shutdown(wait=True, cancel_futures=True)

@@ -1,0 +1,28 @@
+"""The inference server as a supervised process of the embedded stack (`loopstack up`)."""
+
+from __future__ import annotations
+
+import sys
+
+from loopstack.core.processes import ProcessSpec
+from loopstack.core.settings import Settings
+
+__all__ = ["SERVING_START_TIMEOUT_S", "serving_process"]
+
+SERVING_START_TIMEOUT_S = 90.0
+"""Imports of kserve, mlflow and feast take ~20 s on a small machine; models load after ready."""
+
+
+def serving_process(settings: Settings, name: str = "serving") -> ProcessSpec:
+    """`python -m loopstack.serving.server` on settings.host, REST and gRPC ports from settings."""
+    url = f"http://{settings.host}:{settings.serving.rest_port}"
+    return ProcessSpec(
+        name=name,
+        argv=[sys.executable, "-m", "loopstack.serving.server"],
+        url=url,
+        health_url=f"{url}/v2/health/ready",
+        port=settings.serving.rest_port,
+        port_setting="LOOPSTACK_SERVING__REST_PORT",
+        env=settings.as_env(),
+        cwd=settings.project_dir,
+    )

@@ -1,0 +1,129 @@
+"""Follow the TrafficStore: load the versions of a new split revision, then swap it in.
+
+A daemon thread polls the revisions (one indexed SELECT, every `poll_s`), off the request path.
+Versions are downloaded and loaded before the swap, so requests keep the old split until the
+new one is complete; a revision whose versions fail to load leaves the old split serving.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from loopstack.serving.loader import LoadedVersion
+from loopstack.serving.routing import ServedSplit
+from loopstack.serving.runtime import ServingRuntime
+from loopstack.serving.traffic import TrafficSplit, TrafficStore
+
+__all__ = ["SplitWatcher"]
+
+log = logging.getLogger(__name__)
+_RETRY_S = 10.0
+
+Loader = Callable[[str, str], LoadedVersion]
+"""(model, version) -> loaded version."""
+
+
+class SplitWatcher:
+    """Keeps a runtime's served splits equal to the TrafficStore's current revisions."""
+
+    def __init__(
+        self,
+        store: TrafficStore,
+        runtime: ServingRuntime,
+        loader: Loader,
+        poll_s: float = 0.5,
+        models: set[str] | None = None,
+    ) -> None:
+        self.store = store
+        self.runtime = runtime
+        self.loader = loader
+        self.poll_s = poll_s
+        self.only = models
+        self._applied: dict[str, int] = {}
+        self._failed: dict[tuple[str, int], float] = {}
+        self._cache: dict[tuple[str, str], LoadedVersion] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._db: sqlite3.Connection | None = None
+
+    def revisions(self) -> dict[str, int]:
+        """model -> current revision: the cheap query polled every tick."""
+        if self._db is None:
+            # One connection, used by the watcher thread only; a read sees the last commit (WAL).
+            self._db = sqlite3.connect(Path(self.store.path), timeout=5, check_same_thread=False)
+        return dict(self._db.execute("SELECT model, revision FROM traffic").fetchall())
+
+    def sync(self) -> None:
+        """Apply every split whose revision changed since the last sync."""
+        for model, revision in self.revisions().items():
+            if self.only is not None and model not in self.only:
+                continue
+            if self._applied.get(model) == revision:
+                continue
+            retry_at = self._failed.get((model, revision))
+            if retry_at is not None and time.monotonic() < retry_at:
+                continue
+            split = self.store.get(model)
+            if split is not None:
+                self._apply(split)
+
+    def _apply(self, split: TrafficSplit) -> None:
+        if not self.runtime.ready(split.model):
+            self.runtime.set_not_ready(split.model, f"loading revision {split.revision}")
+        try:
+            champion = self._load(split.model, split.champion)
+            challenger = self._load(split.model, split.challenger) if split.challenger else None
+        except Exception as exc:
+            log.error(
+                "%s revision %d: cannot load its versions: %s", split.model, split.revision, exc
+            )
+            self._failed[(split.model, split.revision)] = time.monotonic() + _RETRY_S
+            self.runtime.set_not_ready(
+                split.model, f"revision {split.revision} failed to load ({exc}); retrying"
+            )
+            return
+        self.runtime.warm(split.model)
+        self.runtime.set_split(ServedSplit(split, champion, challenger))
+        self._applied[split.model] = split.revision
+        self._failed = {k: v for k, v in self._failed.items() if k[0] != split.model}
+        wanted = {(split.model, split.champion), (split.model, split.challenger or "")}
+        # Versions no split uses any more are dropped, so memory follows the splits.
+        self._cache = {k: v for k, v in self._cache.items() if k[0] != split.model or k in wanted}
+        log.info(
+            "%s: serving revision %d (%s, champion v%s%s)",
+            split.model,
+            split.revision,
+            split.mode,
+            split.champion,
+            f", challenger v{split.challenger}" if split.challenger else "",
+        )
+
+    def _load(self, model: str, version: str) -> LoadedVersion:
+        key = (model, version)
+        if key not in self._cache:
+            self._cache[key] = self.loader(model, version)
+        return self._cache[key]
+
+    def start(self) -> None:
+        """Sync now, then keep polling on a daemon thread."""
+        self._thread = threading.Thread(target=self._run, name="split-watcher", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.sync()
+            except Exception:  # a transient SQLite or MLflow error: try again next tick
+                log.exception("traffic watcher: sync failed")
+            self._stop.wait(self.poll_s)
+
+    def stop(self) -> None:
+        """Stop polling."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)

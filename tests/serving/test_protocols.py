@@ -1,0 +1,160 @@
+"""A real inference server through v1 REST, v2 REST and gRPC, with the official clients.
+
+Each answer carries the prediction, model, version and prediction id; the logged event carries
+what the caller saw (and the features the server fetched when an entity key was sent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from kserve import InferenceGRPCClient, InferenceRESTClient, InferInput, InferRequest, RESTConfig
+from kserve.protocol.infer_type import to_http_parameters
+
+from .conftest import BIKE, BIKE_FEATURES, CREDIT, Served, bike_full_row, bike_row
+
+pytestmark = pytest.mark.integration
+
+
+def _v2_inputs(row: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": k,
+            "datatype": "BYTES" if isinstance(v, str) else "FP64",
+            "shape": [1],
+            "data": [v],
+        }
+        for k, v in row.items()
+    ]
+
+
+def test_v1_with_entity_key_fetches_features_and_logs_them(served: Served) -> None:
+    body = {"instances": [{**bike_row(), "city_id": "dc"}]}
+    answer = httpx.post(
+        f"{served.rest}/v1/models/{BIKE}:predict", json=body, headers={"x-request-id": "req-v1"}
+    )
+    assert answer.status_code == 200, answer.text
+    got = answer.json()
+    assert got["model_name"] == BIKE and got["model_version"] == served.versions["v1"]
+    assert got["route"] == "champion" and len(got["prediction_ids"]) == 1
+    event = served.events({got["id"]})[got["id"]]
+    data = event["data"]
+    assert event["correlationid"] == "req-v1"
+    assert data["outputs"]["prediction"] == pytest.approx(got["predictions"][0])
+    assert data["entity_key"] == {"city_id": "dc"}
+    assert set(data["features"]["values"]) == set(BIKE_FEATURES)
+    assert data["features"]["feature_service"] == "bike_demand_v1"
+    # The inputs the model saw: request fields plus the fetched features.
+    assert data["inputs"]["bikers_mean_7d"] == pytest.approx(
+        data["features"]["values"]["bikers_mean_7d"]
+    )
+    assert (
+        data["status"] == "ok"
+        and data["protocol"] == "v1"
+        and data["version"] == served.versions["v1"]
+    )
+
+
+def test_v1_classifier_answers_probabilities(served: Served) -> None:
+    body = {"instances": [{"customer_id": 8077}, {"customer_id": 1109}]}
+    got = httpx.post(f"{served.rest}/v1/models/{CREDIT}:predict", json=body).json()
+    assert got["classes"] == [0, 1] and len(got["probabilities"]) == 2
+    assert all(sum(p) == pytest.approx(1) for p in got["probabilities"])
+    events = served.events(set(got["prediction_ids"]))
+    first = events[got["prediction_ids"][0]]["data"]
+    assert first["outputs"]["probabilities"]["1"] == pytest.approx(got["probabilities"][0][1])
+    assert first["inputs"]["income"] == "***" and first["features"]["values"]["income"] == "***"
+
+
+def test_v2_rest_without_entity_key(served: Served) -> None:
+    body = {"id": "caller-1", "inputs": _v2_inputs(bike_full_row())}
+    answer = httpx.post(f"{served.rest}/v2/models/{BIKE}/infer", json=body)
+    assert answer.status_code == 200, answer.text
+    got = answer.json()
+    assert got["model_version"] == served.versions["v1"]
+    assert got["parameters"]["prediction_id"] == got["id"]
+    prediction = got["outputs"][0]
+    assert prediction["name"] == "prediction" and prediction["shape"] == [1]
+    data = served.events({got["id"]})[got["id"]]["data"]
+    assert data["outputs"]["prediction"] == pytest.approx(prediction["data"][0])
+    assert "features" not in data and data["request_id"] == "caller-1"
+
+
+def test_v2_metadata_lists_the_signature_tensors(served: Served) -> None:
+    meta = httpx.get(f"{served.rest}/v2/models/{BIKE}").json()
+    names = [t["name"] for t in meta["inputs"]]
+    assert set(names) == set(bike_full_row())
+    assert {t["name"]: t["datatype"] for t in meta["inputs"]}["weathersit"] == "BYTES"
+    assert meta["outputs"] == [{"name": "prediction", "datatype": "FP64", "shape": [-1]}]
+    credit = httpx.get(f"{served.rest}/v2/models/{CREDIT}").json()
+    assert credit["outputs"][1] == {"name": "probabilities", "datatype": "FP64", "shape": [-1, 2]}
+    assert httpx.get(f"{served.rest}/v2/models/{BIKE}/ready").json()["ready"] is True
+    assert httpx.get(f"{served.rest}/v2").json()["name"]
+
+
+def _kserve_request(row: dict[str, Any], parameters: dict[str, Any] | None = None) -> InferRequest:
+    inputs = []
+    for name, value in row.items():
+        tensor = InferInput(name, [1], "BYTES" if isinstance(value, str) else "FP64")
+        tensor.set_data_from_numpy(
+            np.array([value], dtype=object if isinstance(value, str) else np.float64)
+        )
+        inputs.append(tensor)
+    return InferRequest(model_name=BIKE, infer_inputs=inputs, parameters=parameters)
+
+
+def test_kserve_rest_and_grpc_clients(served: Served) -> None:
+    async def run() -> tuple[Any, Any]:
+        rest = InferenceRESTClient(RESTConfig(protocol="v2"))
+        grpc = InferenceGRPCClient(served.grpc)
+        try:
+            via_rest = await rest.infer(
+                served.rest, _kserve_request(bike_row(), {"city_id": "dc"}), model_name=BIKE
+            )
+            via_grpc = await grpc.infer(_kserve_request(bike_row(), {"city_id": "dc"}))
+            return via_rest, via_grpc
+        finally:
+            await rest.close()
+            await grpc.close()
+
+    via_rest, via_grpc = asyncio.run(run())
+    for response in (via_rest, via_grpc):
+        parameters = to_http_parameters(response.parameters)
+        assert parameters["model_version"] == served.versions["v1"]
+        pid = parameters["prediction_id"]
+        value = response.outputs[0].as_numpy()[0]
+        data = served.events({pid})[pid]["data"]
+        assert data["outputs"]["prediction"] == pytest.approx(value)
+        assert data["entity_key"] == {"city_id": "dc"}
+    assert via_grpc.model_version == served.versions["v1"]
+    assert served.events({via_grpc.id})[via_grpc.id]["data"]["protocol"] == "v2-grpc"
+
+
+def test_tritonclient_http_and_grpc(served: Served) -> None:
+    request = {"rest": served.rest.removeprefix("http://"), "grpc": served.grpc, "model": BIKE,
+               "row": bike_row(), "parameters": {"city_id": "dc"}}  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, str(Path(__file__).with_name("triton_probe.py")), json.dumps(request)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    assert got["ready"] == [True, True] and set(got["grpc_inputs"]) == set(bike_full_row())
+    http_answer, grpc_answer = got["http"]["response"], got["grpc"]["response"]
+    assert http_answer["parameters"]["model_version"] == served.versions["v1"]
+    assert grpc_answer["model_version"] == served.versions["v1"]
+    events = served.events({http_answer["id"], grpc_answer["id"]})
+    for side in ("http", "grpc"):
+        data = events[got[side]["response"]["id"]]["data"]
+        assert data["outputs"]["prediction"] == pytest.approx(got[side]["prediction"][0])
+        assert data["entity_key"] == {"city_id": "dc"}
+    assert got["grpc_error"]["status"] == "StatusCode.INVALID_ARGUMENT"
+    assert "nonsense" in got["grpc_error"]["message"]
