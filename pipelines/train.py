@@ -2,7 +2,8 @@
 
 training-set → validate → train (one branch per entry of the model's param grid, in parallel)
 → evaluate (best branch vs the champion on the same holdout: the gate) → reference (drift
-reference sample) → register (lineage tags; alias `challenger` if the gate passed).
+reference sample) → fit-detectors (drift and outlier detectors on the detector server) →
+register (lineage tags, the detectors' bundle; alias `challenger` if the gate passed).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from loopstack.core.modelspec import load_model_spec
 from loopstack.core.settings import Settings
+from loopstack.monitoring.drift import fitting
 from loopstack.pipelines import registration, training
 from loopstack.pipelines.dsl import Param, Pipeline
 from loopstack.pipelines.errors import InvalidPipelineParams
@@ -69,4 +71,5 @@ pipeline.step("validate", after=("training-set",))(training.validate_training_se
 pipeline.step("train", after=("validate",), sweep="branches")(training.train_branch)
 pipeline.step("evaluate", after=("train",), cache=False)(training.evaluate)
 pipeline.step("reference", after=("evaluate",))(training.reference_sample)
-pipeline.step("register", after=("reference",), cache=False, retries=0)(registration.register)
+pipeline.step("fit-detectors", after=("reference",))(fitting.fit_detectors)
+pipeline.step("register", after=("fit-detectors",), cache=False, retries=0)(registration.register)

@@ -40,6 +40,7 @@ def stack_env(state_dir: Path) -> dict[str, str]:
         "LOOPSTACK_SERVING__REST_PORT": str(free_port()),
         "LOOPSTACK_SERVING__GRPC_PORT": str(free_port()),
         "LOOPSTACK_DRIFT__DETECTOR_PORT": str(free_port()),
+        "LOOPSTACK_DRIFT__METRICS_PORT": str(free_port()),
         "COLUMNS": "200",
     }
 

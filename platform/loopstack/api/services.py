@@ -14,6 +14,8 @@ if TYPE_CHECKING:
     from loopstack.core.events.metrics import EventMetrics
     from loopstack.core.events.outbox import Publisher
     from loopstack.core.events.service import EventService
+    from loopstack.monitoring.drift.queries import DriftQueries
+    from loopstack.monitoring.drift.store import DriftStore
     from loopstack.registry.registry import ModelRegistry
     from loopstack.serving.backends.base import Backend
     from loopstack.serving.deployments import DeploymentService
@@ -79,9 +81,25 @@ class Services:
 
         return DeploymentService(self.model_registry, self.backend)
 
+    @cached_property
+    def drift_store(self) -> DriftStore:
+        """The drift consumer's store (its read table of reported windows)."""
+        from loopstack.monitoring.drift.store import DriftStore
+
+        return DriftStore.from_settings(self.settings)
+
+    @cached_property
+    def drift(self) -> DriftQueries:
+        """Latest drift windows per model, version and feature."""
+        from loopstack.monitoring.drift.queries import DriftQueries
+
+        return DriftQueries(self.drift_store)
+
     def close(self) -> None:
         """Flush and close what was opened."""
         if "publisher" in self.__dict__:
             self.publisher.close(timeout=10)
+        if "drift_store" in self.__dict__:
+            self.drift_store.close()
         if "event_log" in self.__dict__:
             self.event_log.close()

@@ -8,6 +8,7 @@ import typer
 
 from loopstack import __version__
 from loopstack.cli import events, models, pipelines, serving, stack_commands
+from loopstack.cli.drift import drift
 from loopstack.cli.output import console, fail_on_errors
 from loopstack.core.settings import Settings, load_settings
 
@@ -26,6 +27,7 @@ app.add_typer(models.app, name="models")
 app.add_typer(pipelines.app, name="pipeline")
 app.add_typer(events.app, name="events")
 serving.register(app)
+app.command("drift")(drift)
 
 
 @app.callback()

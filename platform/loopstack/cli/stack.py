@@ -10,6 +10,7 @@ from pathlib import Path
 from loopstack.core.errors import DependencyMissing
 from loopstack.core.processes import ProcessSpec, RunningProcess, Supervisor
 from loopstack.core.settings import Settings
+from loopstack.monitoring.drift import consumer_spec
 from loopstack.serving.stack import SERVING_START_TIMEOUT_S, serving_process
 
 __all__ = ["Component", "StackStatus", "embedded_components", "prepare_state", "stack_status"]
@@ -97,6 +98,7 @@ def embedded_components(settings: Settings) -> list[Component]:
         components.append(_mlflow(settings))
     if settings.drift.detector_url is None:
         components.append(_detector_server(settings))
+    components.append(Component(consumer_spec(settings), 60.0))
     components.append(_api(settings))
     components.append(Component(serving_process(settings), SERVING_START_TIMEOUT_S))
     return components

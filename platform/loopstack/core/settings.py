@@ -206,7 +206,7 @@ class KubernetesSettings(_Section):
     image: str = "ghcr.io/loopstack/loopstack:0.1.0"
     """Platform image: management API, consumers, pipeline steps and the model runtime."""
     drift_image: str = "ghcr.io/loopstack/drift-runtime:0.1.0"
-    """Drift runtime image: the detector server and the `fit-detectors` step."""
+    """Drift runtime image: the detector server."""
     run_volume_size: str = "2Gi"
     """Size of the volume a pipeline run's steps share (their files)."""
     run_volume_access_mode: Literal["ReadWriteOnce", "ReadWriteMany"] = "ReadWriteOnce"

@@ -82,6 +82,9 @@ def register(ctx: StepContext) -> None:
     signature = infer_signature(example, predict_output(spec.task, model, example))
     gate = evaluation["gate"]
     mlflow.log_artifact(str(ctx.input("reference", "reference.parquet")), artifact_path="reference")
+    detectors = ctx.input("fit-detectors", "bundle.tar.gz")
+    if detectors.is_file():  # the drift consumer loads it as `detectors/bundle.tar.gz`
+        mlflow.log_artifact(str(detectors), artifact_path="detectors")
     mlflow.log_dict(evaluation, "evaluation.json")
     info = mlflow.sklearn.log_model(
         model,

@@ -20,7 +20,7 @@ class ServingMetrics:
             "loopstack_serving_requests", "Inference requests answered.", _LABELS, registry=registry
         )
         self.latency = Histogram(
-            "loopstack_serving_request_latency_seconds",
+            "loopstack_serving_request_duration_seconds",
             "Time from request decoded to answer ready (features, model, logging enqueue).",
             _LABELS,
             buckets=_LATENCY_BUCKETS,

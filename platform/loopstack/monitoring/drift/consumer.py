@@ -1,0 +1,211 @@
+"""The drift consumer process: `python -m loopstack.monitoring.drift.consumer`.
+
+One member of the consumer group `drift.group` on the topic `predictions`. Each batch goes
+through the event backbone's `ConsumerRunner` (exactly once: a window's rows and state commit
+with the processed event ids); then the windows that closed are scored on the detector server
+and reported (`drift.v1`, the read table, `loopstack_drift_*` gauges), each once. Every
+`drift.sweep_interval_s` it also closes idle windows and retries windows that wait for the
+detector server or the registry. It serves `/metrics` on `<host>:<drift.metrics_port>` and
+stops on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry
+
+from loopstack.core.errors import NotFound
+from loopstack.core.events import BatchResult, ConsumerRunner, EventLog, EventMetrics
+from loopstack.core.events.topics import PREDICTIONS
+from loopstack.core.modelspec import DriftSpec, load_model_spec
+from loopstack.core.processes import ProcessSpec
+from loopstack.core.settings import Settings, load_settings
+from loopstack.monitoring.detector_client import DetectorClient
+from loopstack.monitoring.drift.bundles import BundleSource, MlflowBundles
+from loopstack.monitoring.drift.gauges import DriftGauges
+from loopstack.monitoring.drift.reporter import DriftPublisher, WindowReporter
+from loopstack.monitoring.drift.store import DriftStore
+from loopstack.monitoring.drift.windows import WindowAssigner, close_idle, utcnow
+
+__all__ = ["DriftConsumer", "SpecCatalog", "consumer_spec", "detector_url", "main"]
+
+log = logging.getLogger(__name__)
+
+
+def detector_url(settings: Settings) -> str:
+    """`drift.detector_url`, or the embedded detector server's `http://{host}:{detector_port}`."""
+    return settings.drift.detector_url or f"http://{settings.host}:{settings.drift.detector_port}"
+
+
+class SpecCatalog:
+    """Drift specs by model name, read once from `models/` (or given); defaults otherwise."""
+
+    def __init__(
+        self, models_dir: Path | None = None, specs: Mapping[str, DriftSpec] | None = None
+    ) -> None:
+        self._dir = models_dir
+        self._cache: dict[str, DriftSpec] = dict(specs or {})
+
+    def __call__(self, model: str) -> DriftSpec:
+        """The drift spec of `model`."""
+        if model not in self._cache:
+            spec = DriftSpec()
+            if self._dir is not None:
+                try:
+                    spec = load_model_spec(self._dir, model).drift
+                except NotFound:
+                    log.warning("drift: model %r has no spec; using the default drift spec", model)
+            self._cache[model] = spec
+        return self._cache[model]
+
+
+class DriftConsumer:
+    """The window assigner on a consumer runner, plus the reporter between batches."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        log_: EventLog,
+        store: DriftStore,
+        detectors: DetectorClient,
+        bundles: BundleSource,
+        *,
+        specs: Callable[[str], DriftSpec] | None = None,
+        publisher: DriftPublisher | None = None,
+        registry: CollectorRegistry | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.specs = specs or SpecCatalog(settings.models_dir)
+        self.clock = clock
+        self.metrics = EventMetrics(registry)
+        self.gauges = DriftGauges(self.metrics.registry)
+        unwatched: set[tuple[str, str]] = set()
+        self.assigner = WindowAssigner(self.specs, self.gauges, unwatched=unwatched, clock=clock)
+        self.runner = ConsumerRunner.from_settings(
+            settings.events,
+            log_,
+            store.store,
+            group=settings.drift.group,
+            topics=[PREDICTIONS],
+            handler=self.assigner,
+            metrics=self.metrics,
+        )
+        self.reporter = WindowReporter(
+            store,
+            self.specs,
+            bundles,
+            detectors,
+            self.gauges,
+            publisher=publisher,
+            unwatched=unwatched,
+            clock=clock,
+        )
+        self._next_sweep = 0.0
+
+    def run_once(self, timeout: float = 0.5) -> BatchResult:
+        """Process one batch, report the windows it closed; sweep when due."""
+        result = self.runner.run_once(timeout)
+        if result.applied:
+            self._guarded("report", self.reporter.report_pending)
+        if time.monotonic() >= self._next_sweep:
+            self.sweep()
+        return result
+
+    def sweep(self) -> int:
+        """Close idle windows and report what waits; return the windows reported."""
+        self._next_sweep = time.monotonic() + self.settings.drift.sweep_interval_s
+        self._guarded("close", lambda: close_idle(self.store.engine, self.specs, self.clock()))
+        return self._guarded("report", self.reporter.report_pending)
+
+    def _guarded(self, name: str, step: Callable[[], int]) -> int:
+        try:
+            return step()
+        except Exception:  # reporting must not stop consuming; the windows persist, retried
+            log.exception("drift: %s step failed; retrying on the next sweep", name)
+            return 0
+
+    def run(self, stop: threading.Event, poll_timeout: float = 0.5) -> None:
+        """Process batches until `stop` is set."""
+        while not stop.is_set():
+            self.run_once(poll_timeout)
+
+    def drain(self, idle_polls: int = 2, timeout: float = 0.2) -> int:
+        """Process until `idle_polls` polls in a row return nothing; return records processed."""
+        total, idle = 0, 0
+        while idle < idle_polls:
+            result = self.run_once(timeout)
+            total += result.records
+            idle = idle + 1 if result.records == 0 else 0
+        return total
+
+    def close(self) -> None:
+        """Leave the consumer group."""
+        self.runner.close()
+
+
+def consumer_spec(settings: Settings) -> ProcessSpec:
+    """How `loopstack up` starts the drift consumer (health: its `/metrics`)."""
+    port = settings.drift.metrics_port
+    return ProcessSpec(
+        name="drift-consumer",
+        argv=[sys.executable, "-m", "loopstack.monitoring.drift.consumer"],
+        health_url=f"http://{settings.host}:{port}/metrics",
+        port=port,
+        port_setting="LOOPSTACK_DRIFT__METRICS_PORT",
+        env=settings.as_env(),
+        url=f"http://{settings.host}:{port}",
+    )
+
+
+def main() -> None:
+    """Run the drift consumer until SIGTERM or SIGINT."""
+    from prometheus_client import start_http_server
+
+    from loopstack.core.events import Publisher, open_event_log
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    # MLflow retries a refused connection for minutes; a window can wait for the next sweep.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    settings = load_settings()
+    registry = CollectorRegistry()
+    event_log = open_event_log(settings)
+    store = DriftStore.from_settings(settings)
+    publisher = Publisher.open(settings, event_log, "drift", EventMetrics(CollectorRegistry()))
+    client = DetectorClient(detector_url(settings))
+    consumer = DriftConsumer(
+        settings,
+        event_log,
+        store,
+        client,
+        MlflowBundles(settings.mlflow_tracking_uri),
+        publisher=publisher,
+        registry=registry,
+    )
+    start_http_server(settings.drift.metrics_port, addr=settings.host, registry=registry)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    log.info("drift consumer: group %s on %s", settings.drift.group, PREDICTIONS)
+    try:
+        consumer.run(stop)
+    finally:
+        consumer.close()
+        publisher.close(timeout=10)
+        client.close()
+        store.close()
+        event_log.close()
+
+
+if __name__ == "__main__":
+    main()
