@@ -41,6 +41,7 @@ def stack_env(state_dir: Path) -> dict[str, str]:
         "LOOPSTACK_SERVING__GRPC_PORT": str(free_port()),
         "LOOPSTACK_DRIFT__DETECTOR_PORT": str(free_port()),
         "LOOPSTACK_DRIFT__METRICS_PORT": str(free_port()),
+        "LOOPSTACK_FEEDBACK__METRICS_PORT": str(free_port()),
         "COLUMNS": "200",
     }
 

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from loopstack.core.events.service import EventService
     from loopstack.monitoring.drift.queries import DriftQueries
     from loopstack.monitoring.drift.store import DriftStore
+    from loopstack.monitoring.feedback.service import FeedbackService
     from loopstack.registry.registry import ModelRegistry
     from loopstack.serving.backends.base import Backend
     from loopstack.serving.deployments import DeploymentService
@@ -95,8 +96,17 @@ class Services:
 
         return DriftQueries(self.drift_store)
 
+    @cached_property
+    def feedback(self) -> FeedbackService:
+        """Feedback intake, read-model queries and rebuilds."""
+        from loopstack.monitoring.feedback.service import FeedbackService
+
+        return FeedbackService.from_settings(self.settings, self.event_log, self.publisher)
+
     def close(self) -> None:
         """Flush and close what was opened."""
+        if "feedback" in self.__dict__:
+            self.feedback.close()
         if "publisher" in self.__dict__:
             self.publisher.close(timeout=10)
         if "drift_store" in self.__dict__:

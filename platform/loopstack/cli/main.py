@@ -7,7 +7,7 @@ import json
 import typer
 
 from loopstack import __version__
-from loopstack.cli import events, models, pipelines, serving, stack_commands
+from loopstack.cli import events, feedback, models, pipelines, serving, stack_commands
 from loopstack.cli.drift import drift
 from loopstack.cli.output import console, fail_on_errors
 from loopstack.core.settings import Settings, load_settings
@@ -28,6 +28,8 @@ app.add_typer(pipelines.app, name="pipeline")
 app.add_typer(events.app, name="events")
 serving.register(app)
 app.command("drift")(drift)
+app.add_typer(feedback.app, name="feedback")
+app.command("quality")(feedback.quality)
 
 
 @app.callback()

@@ -11,6 +11,7 @@ from loopstack.core.errors import DependencyMissing
 from loopstack.core.processes import ProcessSpec, RunningProcess, Supervisor
 from loopstack.core.settings import Settings
 from loopstack.monitoring.drift import consumer_spec
+from loopstack.monitoring.feedback.consumer import consumer_spec as feedback_consumer_spec
 from loopstack.serving.stack import SERVING_START_TIMEOUT_S, serving_process
 
 __all__ = ["Component", "StackStatus", "embedded_components", "prepare_state", "stack_status"]
@@ -33,7 +34,7 @@ def _venv_bin(program: str) -> str:
 
 def prepare_state(settings: Settings) -> None:
     """Create the state directory layout the embedded components write to."""
-    for sub in ("run", "logs", "mlflow/artifacts", "events", "feast", "drift"):
+    for sub in ("run", "logs", "mlflow/artifacts", "events", "feast", "drift", "feedback"):
         (settings.state_path / sub).mkdir(parents=True, exist_ok=True)
 
 
@@ -99,6 +100,7 @@ def embedded_components(settings: Settings) -> list[Component]:
     if settings.drift.detector_url is None:
         components.append(_detector_server(settings))
     components.append(Component(consumer_spec(settings), 60.0))
+    components.append(Component(feedback_consumer_spec(settings), 60.0))
     components.append(_api(settings))
     components.append(Component(serving_process(settings), SERVING_START_TIMEOUT_S))
     return components

@@ -35,12 +35,12 @@ __all__ = [
 # Set by libraries on import (Feast points it at a temp dir that dies with the importing
 # process); a child that inherits it crashes or silently switches prometheus_client to
 # multi-process mode.
-_LIBRARY_SET_VARIABLES = ("PROMETHEUS_MULTIPROC_DIR",)
+LIBRARY_SET_VARIABLES = ("PROMETHEUS_MULTIPROC_DIR",)
 
 
 def child_environ(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """This process's environment for a child, minus what libraries set here on import."""
-    env = {k: v for k, v in os.environ.items() if k not in _LIBRARY_SET_VARIABLES}
+    env = {k: v for k, v in os.environ.items() if k not in LIBRARY_SET_VARIABLES}
     env.update(extra or {})
     return env
 

@@ -22,6 +22,8 @@ import sys
 import traceback
 from pathlib import Path
 
+from loopstack.core.processes import LIBRARY_SET_VARIABLES
+
 __all__ = ["serve", "PRELOAD"]
 
 PRELOAD = (
@@ -65,8 +67,12 @@ def _child(conn: socket.socket, request: dict[str, object]) -> None:
         os.dup2(log, 2)
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
+        # Feast's import put prometheus_client in multi-process mode with a directory of this
+        # server's; metrics created in the child still need it.
+        kept = {k: os.environ[k] for k in LIBRARY_SET_VARIABLES if k in os.environ}
         os.environ.clear()
         os.environ.update({str(k): str(v) for k, v in dict(request["env"]).items()})  # type: ignore[call-overload]
+        os.environ.update(kept)
         os.chdir(str(request["cwd"]))
         argv = [str(a) for a in request["argv"]]  # type: ignore[attr-defined]
         sys.argv = [STEP_MODULE, *argv[argv.index(STEP_MODULE) + 1 :]]

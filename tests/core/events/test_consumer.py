@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from loopstack.core.events import (
     OutMessage,
     Publisher,
 )
+from loopstack.core.events.errors import SchemaViolation
 from loopstack.core.processes import stop_group
 from loopstack.core.settings import Settings
 from sqlalchemy import create_engine, text
@@ -275,3 +277,74 @@ def test_tail_pages_through_a_topic(event_log: EventLog, topic: str) -> None:
     event_log.append([OutMessage(topic, "k1", outcome(100).to_json())])
     new = service.tail(topic, limit=5, after=last.cursor)
     assert [i["event"]["data"]["value"] for i in new.items] == [100]
+
+
+def test_events_published_unvalidated_are_still_validated_by_consumers(
+    event_log: EventLog, store: ConsumerStore, topic: str, tmp_path: Path
+) -> None:
+    # Publishing without the publish-side check (trusted in-process code) must not let an
+    # invalid event through: the consumer validates again and dead-letters it.
+    good = outcome(1)
+    invalid = Event.create("outcome.v1", {"prediction_id": "p", "value": 1}, source="t")
+    applied: list[str] = []
+    publisher = Publisher(event_log, tmp_path / "outbox" / "trusted.db", validate=False)
+    try:
+        publisher.publish(topic, [good, invalid])
+        publisher.publish(topic, [outcome(2)], validate=True)
+        with pytest.raises(SchemaViolation):
+            publisher.publish(topic, [invalid], validate=True)
+        assert publisher.flush(20) == 0
+    finally:
+        publisher.close()
+    runner = ConsumerRunner(
+        event_log,
+        store,
+        group="trusted",
+        topics=[topic],
+        batch_handler=lambda events, _conn: applied.extend(e.id for e in events),
+    )
+    try:
+        assert run_until(runner, 3) == 3
+    finally:
+        runner.close()
+    assert invalid.id not in applied and good.id in applied and len(applied) == 2
+    letters = [i["dead_letter"] for i in EventService(event_log).dead_letters(topic).items]
+    assert [(d["reason"], d["event_id"]) for d in letters] == [("schema_invalid", invalid.id)]
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_failing_batch_handler_falls_back_to_one_event_at_a_time(
+    event_log: EventLog, store: ConsumerStore, topic: str
+) -> None:
+    events = [outcome(i, key="k") for i in range(5)]
+    bad = events[2].id
+    calls: list[int] = []
+    with store.engine.begin() as conn:
+        conn.execute(text("CREATE TABLE seen (event_id VARCHAR(64))"))
+
+    def apply(batch: Sequence[Event], conn: Connection) -> None:
+        calls.append(len(batch))
+        conn.execute(text("INSERT INTO seen VALUES (:i)"), [{"i": e.id} for e in batch])
+        if any(e.id == bad for e in batch):
+            raise RuntimeError("downstream says no")
+
+    event_log.append([OutMessage(topic, "k", e.to_json()) for e in events])
+    runner = ConsumerRunner(
+        event_log,
+        store,
+        group="batch",
+        topics=[topic],
+        batch_handler=apply,
+        max_retries=1,
+        retry_backoff_s=0.01,
+    )
+    try:
+        result = runner.run_once(5.0)
+    finally:
+        runner.close()
+    assert (result.applied, result.dead_lettered) == (4, 1)
+    assert calls == [5, 1, 1, 1, 1, 1, 1]  # the batch, then one by one (the bad one twice)
+    with store.engine.connect() as conn:
+        seen = [r[0] for r in conn.execute(text("SELECT event_id FROM seen"))]
+    assert sorted(seen) == sorted(e.id for e in events if e.id != bad)
+    assert store.is_processed("batch", events[4].id) and not store.is_processed("batch", bad)

@@ -1,0 +1,228 @@
+"""The feedback consumer process: `python -m loopstack.monitoring.feedback.consumer`.
+
+One member of the consumer group `feedback.group` on the topics `predictions` and `outcomes`.
+Each batch is applied by the `FeedbackProjector` through the event backbone's `ConsumerRunner`
+(exactly once: the read-model writes and the processed marks commit together), then the windows
+it closed or shifted get their metrics once it is caught up (`windows.refresh`, idempotent;
+during a backlog on the housekeeping timer). Between
+batches, every `feedback.sweep_interval_s`, it dead-letters expired orphans (only when caught up:
+a batch came back short), evaluates closed
+windows (gauges, `quality.v1` alerts) and pushes fresh lag features. It serves its Prometheus
+metrics on `127.0.0.1:<feedback.metrics_port>/metrics` and stops on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime
+
+from prometheus_client import CollectorRegistry
+
+from loopstack.core.events import BatchResult, ConsumerRunner, EventLog, EventMetrics
+from loopstack.core.events.topics import OUTCOMES, PREDICTIONS
+from loopstack.core.processes import ProcessSpec
+from loopstack.core.settings import Settings, load_settings
+from loopstack.monitoring.feedback.alerts import QualityAlerter, QualityPublisher
+from loopstack.monitoring.feedback.baselines import Baselines
+from loopstack.monitoring.feedback.catalog import ModelCatalog
+from loopstack.monitoring.feedback.gauges import QualityGauges
+from loopstack.monitoring.feedback.orphans import sweep_orphans
+from loopstack.monitoring.feedback.projector import FeedbackProjector, utcnow
+from loopstack.monitoring.feedback.push import LagPusher
+from loopstack.monitoring.feedback.store import ReadModel
+from loopstack.monitoring.feedback.windows import refresh
+
+__all__ = ["FeedbackConsumer", "catalog_for", "consumer_spec", "main"]
+
+log = logging.getLogger(__name__)
+
+TOPICS = (PREDICTIONS, OUTCOMES)
+
+
+def catalog_for(settings: Settings) -> ModelCatalog:
+    """The model catalog of these settings (specs under `models/`)."""
+    return ModelCatalog(
+        settings.models_dir,
+        extra_metrics=settings.feedback.alert_metrics,
+        default_join_window_s=settings.feedback.default_join_window_s,
+    )
+
+
+class FeedbackConsumer:
+    """The projector on a consumer runner, plus the housekeeping between batches."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        log_: EventLog,
+        read_model: ReadModel,
+        *,
+        catalog: ModelCatalog | None = None,
+        publisher: QualityPublisher | None = None,
+        baselines: Baselines | None = None,
+        pusher: LagPusher | None = None,
+        registry: CollectorRegistry | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.settings = settings
+        self.log = log_
+        self.read_model = read_model
+        self.catalog = catalog or catalog_for(settings)
+        self.clock = clock
+        fb = settings.feedback
+        self.metrics = EventMetrics(registry)
+        self.projector = FeedbackProjector(
+            self.catalog,
+            entity_tolerance_s=fb.entity_time_tolerance_s,
+            push_models=set(fb.push_sources) if pusher is not None else set(),
+            clock=clock,
+        )
+        self.runner = ConsumerRunner.from_settings(
+            settings.events,
+            log_,
+            read_model.store,
+            group=fb.group,
+            topics=TOPICS,
+            handler=self.projector,
+            metrics=self.metrics,
+        )
+        self.alerter = QualityAlerter(
+            read_model,
+            self.catalog,
+            baselines or (lambda _m, _v: {}),
+            publisher,
+            QualityGauges(self.metrics.registry),
+        )
+        self.pusher = pusher
+        self._next_housekeeping = 0.0
+
+    def run_once(self, timeout: float = 0.5) -> BatchResult:
+        """Process one batch; do the housekeeping when it is due."""
+        result = self.runner.run_once(timeout)
+        caught_up = result.records < self.runner.batch_size
+        if caught_up:
+            # While a backlog drains, windows are refreshed on the housekeeping timer instead:
+            # out-of-order outcomes would otherwise recompute the same windows every batch.
+            refresh(self.read_model.engine, self.catalog)
+        if time.monotonic() >= self._next_housekeeping:
+            # Orphans only once caught up (a short batch): after downtime, the predictions an
+            # outcome waits for may still be in the backlog, past the outcome's deadline.
+            self.housekeeping(sweep=caught_up)
+        return result
+
+    def housekeeping(self, sweep: bool = True) -> dict[str, int]:
+        """Dead-letter orphans (if `sweep`), evaluate closed windows, push lag features (each
+        independently: one failing leaves the others running and is retried next time)."""
+        self._next_housekeeping = time.monotonic() + self.settings.feedback.sweep_interval_s
+        done = {"orphans": 0, "windows": 0, "alerts": 0, "pushed": 0}
+        steps: list[tuple[str, Callable[[], int]]] = []
+        if sweep:
+            steps.append(
+                (
+                    "orphans",
+                    lambda: sweep_orphans(
+                        self.read_model,
+                        self.log,
+                        self.settings.feedback.group,
+                        self.clock(),
+                        metrics=self.metrics,
+                    ),
+                )
+            )
+        steps.append(("windows", lambda: refresh(self.read_model.engine, self.catalog)))
+        steps.append(("alerts", lambda: len(self.alerter.evaluate())))
+        if self.pusher is not None:
+            steps.append(("pushed", self.pusher.drain))
+        for name, step in steps:
+            try:
+                done[name] = step()
+            except Exception:  # housekeeping must not stop the consumer; logged, retried
+                log.exception(
+                    "feedback: %s step failed; retrying in %.0fs",
+                    name,
+                    self.settings.feedback.sweep_interval_s,
+                )
+        return done
+
+    def run(self, stop: threading.Event, poll_timeout: float = 0.5) -> None:
+        """Process batches until `stop` is set."""
+        while not stop.is_set():
+            self.run_once(poll_timeout)
+
+    def drain(self, idle_polls: int = 2, timeout: float = 0.2) -> int:
+        """Process until `idle_polls` polls in a row return nothing; return records processed."""
+        total, idle = 0, 0
+        while idle < idle_polls:
+            result = self.run_once(timeout)
+            total += result.records
+            idle = idle + 1 if result.records == 0 else 0
+        return total
+
+    def close(self) -> None:
+        """Leave the consumer group."""
+        self.runner.close()
+
+
+def consumer_spec(settings: Settings) -> ProcessSpec:
+    """How `loopstack up` starts the feedback consumer (health: its `/metrics`)."""
+    port = settings.feedback.metrics_port
+    return ProcessSpec(
+        name="feedback",
+        argv=[sys.executable, "-m", "loopstack.monitoring.feedback.consumer"],
+        health_url=f"http://{settings.host}:{port}/metrics",
+        port=port,
+        port_setting="LOOPSTACK_FEEDBACK__METRICS_PORT",
+        env=settings.as_env(),
+        url=f"http://{settings.host}:{port}",
+    )
+
+
+def main() -> None:
+    """Run the feedback consumer until SIGTERM or SIGINT."""
+    from prometheus_client import start_http_server
+
+    from loopstack.core.events import Publisher, open_event_log
+    from loopstack.features.store import open_store
+    from loopstack.monitoring.feedback.baselines import registry_baselines
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    settings = load_settings()
+    registry = CollectorRegistry()
+    event_log = open_event_log(settings)
+    read_model = ReadModel.from_settings(settings)
+    publisher = Publisher.open(settings, event_log, "feedback", EventMetrics(CollectorRegistry()))
+    pusher = (
+        LagPusher(read_model, settings.feedback.push_sources, lambda: open_store(settings))
+        if settings.feedback.push_sources
+        else None
+    )
+    consumer = FeedbackConsumer(
+        settings,
+        event_log,
+        read_model,
+        publisher=publisher,
+        baselines=registry_baselines(settings.mlflow_tracking_uri),
+        pusher=pusher,
+        registry=registry,
+    )
+    start_http_server(settings.feedback.metrics_port, addr=settings.host, registry=registry)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    log.info("feedback consumer: group %s on %s", settings.feedback.group, ", ".join(TOPICS))
+    try:
+        consumer.run(stop)
+    finally:
+        consumer.close()
+        publisher.close(timeout=10)
+        read_model.close()
+        event_log.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+"""Errors of feedback and live quality, each under a core category and saying what to do."""
+
+from __future__ import annotations
+
+from loopstack.core.errors import InvalidInput, NotFound, Unavailable
+
+__all__ = [
+    "FeedbackRejected",
+    "FeatureSourceMissing",
+    "OrphanOutcome",
+    "PredictionNotFound",
+    "ReadModelUnavailable",
+]
+
+
+class PredictionNotFound(NotFound):
+    """The read model holds no prediction with this id (yet): check the id, or wait for the
+    feedback consumer to catch up (`loopstack events tail predictions`)."""
+
+    def __init__(self, prediction_id: str) -> None:
+        super().__init__(
+            f"prediction {prediction_id!r} is not in the feedback read model; check the id, or "
+            "wait for the feedback consumer to catch up (is it running? `loopstack status`)"
+        )
+
+
+class FeedbackRejected(InvalidInput):
+    """Every item of a feedback batch was invalid; the answer lists the reason of each."""
+
+    def __init__(self, rejected: int, first_reason: str) -> None:
+        super().__init__(
+            f"all {rejected} feedback item(s) were rejected (first: {first_reason}); each item "
+            "needs `outcome`, `observed_at` and either `prediction_id` or `entity_key` + "
+            "`event_time`"
+        )
+
+
+class OrphanOutcome(InvalidInput):
+    """An outcome found no prediction within its join window; it is dead-lettered with this
+    message. Re-drive it (`loopstack events redrive outcomes`) once its prediction is in the log."""
+
+    def __init__(self, key: str, waited_s: float) -> None:
+        super().__init__(
+            f"orphan: outcome for {key} matched no prediction within the join window "
+            f"({waited_s:.0f}s); check that the prediction was logged, then re-drive it"
+        )
+
+
+class ReadModelUnavailable(Unavailable):
+    """The read model database does not answer: check `feedback.read_model_url` and the server."""
+
+    def __init__(self, url: str, detail: str) -> None:
+        super().__init__(
+            f"the feedback read model ({url}) is unavailable: {detail}; check that the database "
+            "runs and LOOPSTACK_FEEDBACK__READ_MODEL_URL points at it"
+        )
+
+
+class FeatureSourceMissing(NotFound):
+    """`feedback.push_sources` names a push source the Feast registry lacks: run `feast apply`."""
+
+    def __init__(self, model: str, source: str) -> None:
+        super().__init__(
+            f"model {model!r}: push source {source!r} is not in the Feast registry; apply the "
+            "feature repository, or fix LOOPSTACK_FEEDBACK__PUSH_SOURCES"
+        )

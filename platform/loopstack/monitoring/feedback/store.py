@@ -1,0 +1,65 @@
+"""The read model's database: SQLite embedded (default file in the state dir), PostgreSQL at scale.
+
+It is the feedback consumer's `ConsumerStore`: the read-model tables and the processed-event ids
+share one database, so applying an event and marking it processed is one transaction.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import delete
+from sqlalchemy.exc import SQLAlchemyError
+
+from loopstack.core.events import ConsumerStore
+from loopstack.core.events.store import processed_events
+from loopstack.core.settings import Settings
+from loopstack.monitoring.feedback.errors import ReadModelUnavailable
+from loopstack.monitoring.feedback.tables import metadata
+
+__all__ = ["ReadModel", "read_model_url"]
+
+
+def read_model_url(settings: Settings) -> str:
+    """`feedback.read_model_url`, or `sqlite:///<state dir>/feedback/read_model.db`."""
+    if settings.feedback.read_model_url:
+        return settings.feedback.read_model_url
+    folder = settings.state_path / "feedback"
+    folder.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{folder / 'read_model.db'}"
+
+
+class ReadModel:
+    """The read-model database: an engine with the feedback tables created."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        try:
+            self.store = ConsumerStore(url)
+            metadata.create_all(self.store.engine)
+        except SQLAlchemyError as exc:
+            raise ReadModelUnavailable(_safe(url), str(exc).splitlines()[0]) from exc
+        self.engine = self.store.engine
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ReadModel:
+        """The read model these settings name."""
+        return cls(read_model_url(settings))
+
+    def reset(self, group: str) -> None:
+        """Empty every feedback table and forget which events `group` applied (for a rebuild)."""
+        with self.engine.begin() as conn:
+            for table in reversed(metadata.sorted_tables):
+                conn.execute(delete(table))
+            conn.execute(delete(processed_events).where(processed_events.c.consumer_group == group))
+
+    def close(self) -> None:
+        """Dispose of the connection pool."""
+        self.store.close()
+
+
+def _safe(url: str) -> str:
+    """The URL without its password."""
+    head, sep, tail = url.rpartition("@")
+    if not sep or "://" not in head:
+        return url
+    scheme, _, creds = head.partition("://")
+    return f"{scheme}://{creds.split(':', 1)[0]}:***@{tail}"

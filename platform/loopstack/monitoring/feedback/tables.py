@@ -1,0 +1,175 @@
+"""Tables of the feedback read model (SQLAlchemy Core: the same SQL on SQLite and PostgreSQL).
+
+They live in the consumer store's database, next to `loopstack_processed_events`, so a
+handler's writes and the event's processed mark commit in one transaction. Times are naive UTC.
+
+Segment rows of `feedback_window_metrics.segment`: `""` is the whole window, `"season=1"` one
+segment value, and `"season"` the gap between the best and the worst value of that column.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+__all__ = [
+    "alert_state",
+    "counters",
+    "metadata",
+    "outcomes",
+    "predictions",
+    "push_queue",
+    "series",
+    "window_metrics",
+    "windows",
+]
+
+metadata = MetaData()
+
+_MODEL = 128
+_VERSION = 64
+_ROUTE = 16
+
+predictions = Table(
+    "feedback_predictions",
+    metadata,
+    Column("prediction_id", String(128), primary_key=True),
+    Column("model", String(_MODEL), nullable=False),
+    Column("version", String(_VERSION), nullable=False),
+    Column("route", String(_ROUTE), nullable=False),
+    Column("request_time", DateTime, nullable=False),
+    Column("correlation", String(128), index=True),
+    Column("entity", String(512)),
+    Column("status", String(8), nullable=False),
+    Column("score", Float),
+    Column("segments", Text, nullable=False),
+    Column("document", Text, nullable=False),
+    Column("event_id", String(64), nullable=False),
+    Column("outcome_event_id", String(64), index=True),
+    Column("outcome_value", Float),
+    Column("outcome_json", Text),
+    Column("outcome_source", String(8)),
+    Column("observed_at", DateTime),
+    Column("joined_at", DateTime),
+    Column("window_no", Integer),
+    Index("ix_feedback_predictions_entity", "model", "entity", "request_time"),
+    Index("ix_feedback_predictions_window", "model", "version", "route", "window_no"),
+    Index(
+        "ix_feedback_predictions_rank", "model", "version", "route", "request_time", "prediction_id"
+    ),
+    Index("ix_feedback_predictions_time", "model", "request_time", "prediction_id"),
+)
+"""One row per prediction; the outcome columns are filled when an outcome joins it, and
+`window_no` is its window among the joined rows of its version and route (see `windows`)."""
+
+outcomes = Table(
+    "feedback_outcomes",
+    metadata,
+    Column("event_id", String(64), primary_key=True),
+    Column("prediction_id", String(128), index=True),
+    Column("model", String(_MODEL)),
+    Column("entity", String(512)),
+    Column("event_time", DateTime),
+    Column("value", Float),
+    Column("value_json", Text, nullable=False),
+    Column("source", String(8), nullable=False),
+    Column("observed_at", DateTime, nullable=False),
+    Column("key", String(255)),
+    Column("payload", LargeBinary, nullable=False),
+    Column("matched", Boolean, nullable=False, default=False),
+    Column("first_seen", DateTime, nullable=False),
+    Column("deadline", DateTime, nullable=False),
+    Index("ix_feedback_outcomes_pending", "matched", "deadline"),
+    Index("ix_feedback_outcomes_entity", "model", "entity", "event_time"),
+)
+"""Every applied outcome until its join window ends (later predictions, e.g. shadows, still join
+it); unmatched ones past their deadline are dead-lettered as orphans."""
+
+counters = Table(
+    "feedback_counters",
+    metadata,
+    Column("model", String(_MODEL), primary_key=True),
+    Column("version", String(_VERSION), primary_key=True),
+    Column("route", String(_ROUTE), primary_key=True),
+    Column("joined", Integer, nullable=False),
+)
+"""Joined predictions per model version and route (locked while a row joins)."""
+
+windows = Table(
+    "feedback_windows",
+    metadata,
+    Column("model", String(_MODEL), primary_key=True),
+    Column("version", String(_VERSION), primary_key=True),
+    Column("route", String(_ROUTE), primary_key=True),
+    Column("window_no", Integer, primary_key=True),
+    Column("start_time", DateTime, nullable=False),
+    Column("end_time", DateTime, nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("closed_at", DateTime, nullable=False),
+    Column("evaluated", Boolean, nullable=False, default=False),
+    Column("dirty", Boolean, nullable=False, default=True),
+    Index("ix_feedback_windows_evaluated", "evaluated"),
+    Index("ix_feedback_windows_dirty", "dirty"),
+)
+"""Closed count-based windows (start/end: request times of their first and last prediction);
+`dirty` ones wait for their metrics to be (re)computed."""
+
+window_metrics = Table(
+    "feedback_window_metrics",
+    metadata,
+    Column("model", String(_MODEL), primary_key=True),
+    Column("version", String(_VERSION), primary_key=True),
+    Column("route", String(_ROUTE), primary_key=True),
+    Column("window_no", Integer, primary_key=True),
+    Column("segment", String(255), primary_key=True),
+    Column("metric", String(64), primary_key=True),
+    Column("value", Float),
+)
+"""Metric values of closed windows: NULL where a metric is undefined (AUC of one class)."""
+
+alert_state = Table(
+    "feedback_alert_state",
+    metadata,
+    Column("model", String(_MODEL), primary_key=True),
+    Column("version", String(_VERSION), primary_key=True),
+    Column("route", String(_ROUTE), primary_key=True),
+    Column("metric", String(64), primary_key=True),
+    Column("state", String(16), nullable=False),
+    Column("bad", Integer, nullable=False),
+    Column("good", Integer, nullable=False),
+    Column("last_window", Integer, nullable=False),
+)
+"""Degraded/ok state per version, route and alerted metric, with the current streaks."""
+
+series = Table(
+    "feedback_series",
+    metadata,
+    Column("model", String(_MODEL), primary_key=True),
+    Column("entity", String(512), primary_key=True),
+    Column("hour", DateTime, primary_key=True),
+    Column("value", Float, nullable=False),
+    Column("source", String(8), nullable=False),
+    Column("observed_at", DateTime, nullable=False),
+    Column("event_id", String(64), nullable=False),
+)
+"""Observed target per entity and hour, for models whose lag features outcomes refresh."""
+
+push_queue = Table(
+    "feedback_push_queue",
+    metadata,
+    Column("model", String(_MODEL), primary_key=True),
+    Column("entity", String(512), primary_key=True),
+    Column("hour", DateTime, primary_key=True),
+)
+"""Lag-feature rows (for hour + 1h) still to push to the online store."""

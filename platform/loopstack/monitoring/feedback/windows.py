@@ -1,0 +1,304 @@
+"""Count-based quality windows: the metrics of a window, overall, by segment, and their gaps.
+
+Window `k` of a model version and route holds its joined predictions ranked `k*size` to
+`(k+1)*size - 1` by (request time, prediction id); size is the spec's `quality.window_size`
+(default 200). Ranking by prediction time, not by arrival, makes the windows a function of the
+joined rows alone: the same after a crash and restart, a replay or a rebuild, whatever order the
+log delivered the events in.
+
+Joining is cheap and metrics are computed once per batch:
+- `place_row` (in the event's transaction) counts the row, gives it its provisional window, marks
+  dirty every closed window whose membership it shifts (an outcome of a prediction older than
+  the newest joined one), and records a new closed window when the count reaches a multiple of
+  `size`; an override marks its row's window dirty (`mark_dirty`);
+- `refresh` (after the batch commits) renumbers the rows from the first dirty window on and
+  recomputes the dirty windows. In the usual case outcomes arrive roughly in prediction order
+  and only the newly closed window is computed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy.engine import Connection, Engine
+
+from loopstack.monitoring.feedback.catalog import ModelCatalog
+from loopstack.monitoring.feedback.tables import counters, predictions, window_metrics, windows
+from loopstack.pipelines.metrics import task_metrics
+
+__all__ = [
+    "JoinedRow",
+    "WindowKey",
+    "mark_dirty",
+    "place_row",
+    "refresh",
+    "window_metric_rows",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class WindowKey:
+    """One window of one model version and route."""
+
+    model: str
+    version: str
+    route: str
+    window_no: int
+
+
+@dataclass(frozen=True, slots=True)
+class JoinedRow:
+    """What metrics need of one joined prediction."""
+
+    y: float
+    score: float
+    human: bool
+    segments: dict[str, str]
+    request_time: datetime
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def _metrics(task: str, rows: Sequence[JoinedRow]) -> dict[str, float | None]:
+    values = task_metrics(task, [r.y for r in rows], [r.score for r in rows])
+    return {k: _finite(v) for k, v in values.items()}
+
+
+def window_metric_rows(
+    task: str, rows: Sequence[JoinedRow], segment_names: Sequence[str]
+) -> list[tuple[str, str, float | None]]:
+    """(segment, metric, value) of a window: overall (segment `""`) with `count` and
+    `override_rate`; per segment value (`"season=1"`); per segment column the gap between the
+    best and the worst value (`"season"`), for metrics defined on at least two values."""
+    overall = _metrics(task, rows)
+    overall["count"] = float(len(rows))
+    overall["override_rate"] = sum(r.human for r in rows) / len(rows) if rows else None
+    out = [("", metric, value) for metric, value in overall.items()]
+    for name in segment_names:
+        groups: dict[str, list[JoinedRow]] = {}
+        for row in rows:
+            if name in row.segments:
+                groups.setdefault(row.segments[name], []).append(row)
+        per_value = {value: _metrics(task, group) for value, group in sorted(groups.items())}
+        for value, metrics in per_value.items():
+            out.extend((f"{name}={value}", m, v) for m, v in metrics.items())
+            out.append((f"{name}={value}", "count", float(len(groups[value]))))
+        for metric in overall:
+            if metric in ("count", "override_rate"):
+                continue
+            found = [v for m in per_value.values() if (v := m.get(metric)) is not None]
+            if len(found) >= 2:
+                out.append((name, metric, float(max(found) - min(found))))
+    return out
+
+
+def _same(model: str, version: str, route: str) -> tuple[object, ...]:
+    p = predictions.c
+    return (
+        p.model == model,
+        p.version == version,
+        p.route == route,
+        p.outcome_event_id.is_not(None),
+    )
+
+
+def _count_and_lock(conn: Connection, model: str, version: str, route: str) -> int:
+    """Joined rows of a version and route before this one; counts this one. The counter row is
+    locked (PostgreSQL) or the database is (SQLite), so concurrent joins of one version and route
+    serialize; a concurrent first insert fails its batch, which the runner retries."""
+    c = counters.c
+    where = (c.model == model, c.version == version, c.route == route)
+    found = conn.execute(select(c.joined).where(*where).with_for_update()).first()
+    if found is None:
+        conn.execute(insert(counters).values(model=model, version=version, route=route, joined=1))
+        return 0
+    conn.execute(update(counters).where(*where).values(joined=c.joined + 1))
+    return int(found[0])
+
+
+def mark_dirty(conn: Connection, model: str, version: str, route: str, first: int) -> None:
+    """Mark the closed windows from number `first` on for recomputation."""
+    w = windows.c
+    conn.execute(
+        update(windows)
+        .where(w.model == model, w.version == version, w.route == route, w.window_no >= first)
+        .values(dirty=True)
+    )
+
+
+def place_row(
+    conn: Connection,
+    model: str,
+    version: str,
+    route: str,
+    prediction_id: str,
+    request_time: datetime,
+    *,
+    size: int,
+    now: datetime,
+) -> int:
+    """Count a just-joined row, give it its window, mark shifted windows dirty, record a newly
+    closed window (its metrics come with the next `refresh`).
+
+    Returns:
+        How many windows closed (0 or 1).
+    """
+    total = _count_and_lock(conn, model, version, route)
+    p = predictions.c
+    later = or_(
+        p.request_time > request_time,
+        and_(p.request_time == request_time, p.prediction_id > prediction_id),
+    )
+    after = 0
+    if total:
+        after = int(
+            conn.execute(
+                select(func.count()).where(
+                    *_same(model, version, route),  # type: ignore[arg-type]
+                    p.prediction_id != prediction_id,
+                    later,
+                )
+            ).scalar_one()
+        )
+    rank = total - after
+    conn.execute(
+        update(predictions).where(p.prediction_id == prediction_id).values(window_no=rank // size)
+    )
+    if after:
+        mark_dirty(conn, model, version, route, rank // size)
+    if (total + 1) % size:
+        return 0
+    conn.execute(
+        insert(windows).values(
+            model=model,
+            version=version,
+            route=route,
+            window_no=total // size,
+            start_time=request_time,
+            end_time=request_time,
+            size=size,
+            closed_at=now,
+            evaluated=False,
+            dirty=True,
+        )
+    )
+    return 1
+
+
+def _renumber(
+    conn: Connection, model: str, version: str, route: str, first: int, size: int
+) -> None:
+    """Set `window_no` = rank // size for the rows ranked from `first * size` on."""
+    p = predictions.c
+    rows = conn.execute(
+        select(p.prediction_id, p.window_no)
+        .where(*_same(model, version, route))  # type: ignore[arg-type]
+        .order_by(p.request_time, p.prediction_id)
+        .offset(first * size)
+    ).all()
+    moved = [
+        {"pid": pid, "w": (first * size + i) // size}
+        for i, (pid, window_no) in enumerate(rows)
+        if window_no != (first * size + i) // size
+    ]
+    if moved:
+        conn.execute(
+            update(predictions)
+            .where(p.prediction_id == bindparam("pid"))
+            .values(window_no=bindparam("w")),
+            moved,
+        )
+
+
+def _rows(conn: Connection, key: WindowKey) -> list[JoinedRow]:
+    p = predictions.c
+    found = conn.execute(
+        select(p.outcome_value, p.score, p.outcome_source, p.segments, p.request_time)
+        .where(
+            *_same(key.model, key.version, key.route),  # type: ignore[arg-type]
+            p.window_no == key.window_no,
+        )
+        .order_by(p.request_time, p.prediction_id)
+    )
+    return [
+        JoinedRow(float(y), float(s), source == "human", json.loads(seg), t)
+        for y, s, source, seg, t in found
+    ]
+
+
+def _recompute(conn: Connection, key: WindowKey, task: str, segments: Sequence[str]) -> None:
+    rows = _rows(conn, key)
+    w, m = windows.c, window_metrics.c
+    conn.execute(
+        update(windows)
+        .where(
+            w.model == key.model,
+            w.version == key.version,
+            w.route == key.route,
+            w.window_no == key.window_no,
+        )
+        .values(
+            start_time=min(r.request_time for r in rows),
+            end_time=max(r.request_time for r in rows),
+            size=len(rows),
+            dirty=False,
+        )
+    )
+    conn.execute(
+        delete(window_metrics).where(
+            m.model == key.model,
+            m.version == key.version,
+            m.route == key.route,
+            m.window_no == key.window_no,
+        )
+    )
+    conn.execute(
+        insert(window_metrics),
+        [
+            {
+                "model": key.model,
+                "version": key.version,
+                "route": key.route,
+                "window_no": key.window_no,
+                "segment": segment,
+                "metric": metric,
+                "value": value,
+            }
+            for segment, metric, value in window_metric_rows(task, rows, segments)
+        ],
+    )
+
+
+def refresh(engine: Engine, catalog: ModelCatalog) -> int:
+    """Renumber and recompute every dirty window (one transaction); return how many."""
+    w = windows.c
+    done = 0
+    with engine.begin() as conn:
+        dirty = conn.execute(
+            select(w.model, w.version, w.route, func.min(w.window_no))
+            .where(w.dirty.is_(True))
+            .group_by(w.model, w.version, w.route)
+        ).all()
+        for model, version, route, first in dirty:
+            info = catalog.get(model)
+            _renumber(conn, model, version, route, first, info.quality.window_size)
+            numbers = (
+                conn.execute(
+                    select(w.window_no).where(
+                        w.model == model, w.version == version, w.route == route, w.dirty.is_(True)
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            for number in numbers:
+                _recompute(conn, WindowKey(model, version, route, number), info.task, info.segments)
+                done += 1
+    return done

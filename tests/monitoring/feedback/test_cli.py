@@ -1,0 +1,111 @@
+"""`loopstack feedback send`, `feedback rebuild` and `quality MODEL [--plot]` against a real
+HTTP server running the feedback routes."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+import typer
+import uvicorn
+from fastapi import FastAPI
+from loopstack.api.errors import install_error_handlers
+from loopstack.api.routes.feedback import router
+from loopstack.cli import feedback
+from loopstack.core.events import EventLog, Publisher
+from loopstack.core.events.topics import PREDICTIONS
+from loopstack.core.processes import free_port
+from loopstack.core.settings import Settings
+from loopstack.monitoring.feedback import ModelCatalog, ReadModel
+from loopstack.monitoring.feedback.consumer import FeedbackConsumer
+from loopstack.monitoring.feedback.service import FeedbackService
+from typer.testing import CliRunner
+
+from tests.monitoring.feedback.builders import bike_rows, bike_scenario, spec
+from tests.monitoring.feedback.test_join import append
+
+CATALOG = ModelCatalog(specs={"bike-demand": spec("bike-demand", window_size=5)})
+
+
+@pytest.fixture
+def api_settings(
+    settings: Settings, event_log: EventLog, read_model: ReadModel
+) -> Iterator[Settings]:
+    """Serve the feedback routes on a free loopback port; settings pointing the CLI at them."""
+    publisher = Publisher.open(settings, event_log, "api-cli-test")
+    app = FastAPI()
+    install_error_handlers(app)
+    service = FeedbackService(settings, read_model, event_log, publisher, catalog=CATALOG)
+    app.include_router(router(SimpleNamespace(feedback=service)))
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.02)
+    try:
+        yield settings.model_copy(
+            update={"api": settings.api.model_copy(update={"url": f"http://127.0.0.1:{port}"})}
+        )
+    finally:
+        server.should_exit = True
+        thread.join(5)
+        publisher.close(timeout=5)
+
+
+def cli_for(settings: Settings) -> typer.Typer:
+    """The CLI as the lead wires it into `loopstack`."""
+    cli = typer.Typer()
+
+    @cli.callback()
+    def main(ctx: typer.Context) -> None:
+        ctx.obj = settings
+
+    cli.add_typer(feedback.app, name="feedback")
+    cli.command("quality")(feedback.quality)
+    return cli
+
+
+@pytest.mark.parametrize("read_model_url", ["sqlite"], indirect=True)
+def test_send_rebuild_and_quality(
+    api_settings: Settings,
+    event_log: EventLog,
+    read_model: ReadModel,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(feedback.console, "width", 250)  # the test's terminal is narrow
+    append(event_log, PREDICTIONS, bike_scenario(n=20).predictions)
+    consumer = FeedbackConsumer(api_settings, event_log, read_model, catalog=CATALOG)
+    consumer.drain()
+    rows = bike_rows(20, start=500)
+    frame = pd.DataFrame(
+        {
+            "prediction_id": [f"bike-{i}" for i in range(20)],
+            "outcome": rows["bikers"],
+            "observed_at": "2026-11-02T00:00:00Z",
+        }
+    )
+    frame.loc[7, "outcome"] = None  # a row without its outcome is rejected, the rest go
+    frame.to_csv(tmp_path / "outcomes.csv", index=False)
+    cli, runner = cli_for(api_settings), CliRunner()
+    sent = runner.invoke(cli, ["feedback", "send", str(tmp_path / "outcomes.csv")])
+    assert sent.exit_code == 2, sent.output
+    assert "19 outcome(s) accepted, 1 rejected" in sent.output and "row 8" in sent.output
+    time.sleep(0.3)  # the API's outbox sends in the background
+    consumer.drain()
+    shown = runner.invoke(cli, ["quality", "bike-demand", "--segment", "season"])
+    assert shown.exit_code == 0, shown.output
+    assert "rmse" in shown.output and "season=" in shown.output and "shadow" in shown.output
+    png = tmp_path / "quality.png"
+    plotted = runner.invoke(cli, ["quality", "bike-demand", "--plot", str(png)])
+    assert plotted.exit_code == 0, plotted.output
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rebuilt = runner.invoke(cli, ["feedback", "rebuild"])
+    assert rebuilt.exit_code == 0 and "59 applied" in rebuilt.output  # 40 predictions + 19
+    consumer.close()
