@@ -93,16 +93,16 @@ def test_degraded_then_recovered_alerts_and_gauges(
         return registry.get_sample_value(name, labels)
 
     labels = {"model": "bike-demand", "version": "5", "route": "champion"}
-    assert gauge("loopstack_quality_rmse", **labels, segment="") == 0.0
-    assert gauge("loopstack_quality_count", **labels, segment="") == WINDOW
+    assert gauge("loopstack_quality_metric", **labels, segment="", metric="rmse") == 0.0
+    assert gauge("loopstack_quality_metric", **labels, segment="", metric="count") == WINDOW
     assert gauge("loopstack_quality_window", **labels) == 5
     assert gauge("loopstack_quality_degraded", **labels, metric="rmse") == 0
     seasons = [
         s
         for m in registry.collect()
-        if m.name == "loopstack_quality_mae"
+        if m.name == "loopstack_quality_metric"
         for s in m.samples
-        if s.labels["segment"].startswith("season=")
+        if s.labels["metric"] == "mae" and s.labels["segment"].startswith("season=")
     ]
     assert seasons
     publisher.close()

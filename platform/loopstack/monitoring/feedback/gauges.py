@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 from prometheus_client import CollectorRegistry, Gauge
 
 __all__ = ["QualityGauges"]
@@ -12,13 +10,19 @@ _LABELS = ["model", "version", "route", "segment"]
 
 
 class QualityGauges:
-    """`loopstack_quality_<metric>{model,version,route,segment}` of the latest closed window
+    """`loopstack_quality_metric{model,version,route,segment,metric}` of the latest closed window
     (segment `""`: the whole window, `season=1`: one segment value), the best-worst segment
     gap, the alert state and the latest window number."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
-        self._metrics: dict[str, Gauge] = {}
+        # One gauge with a `metric` label: rules and dashboards select metrics by label.
+        self.value = Gauge(
+            "loopstack_quality_metric",
+            "Live value of a quality metric in the latest closed window.",
+            [*_LABELS, "metric"],
+            registry=self.registry,
+        )
         self.gap = Gauge(
             "loopstack_quality_segment_gap",
             "Best minus worst segment value of a metric in the latest window.",
@@ -38,18 +42,6 @@ class QualityGauges:
             registry=self.registry,
         )
 
-    def metric(self, name: str) -> Gauge:
-        """The gauge of one metric (created on first use)."""
-        if name not in self._metrics:
-            safe = re.sub(r"[^a-zA-Z0-9_]", "_", name)
-            self._metrics[name] = Gauge(
-                f"loopstack_quality_{safe}",
-                f"Live {name} of the latest closed window.",
-                _LABELS,
-                registry=self.registry,
-            )
-        return self._metrics[name]
-
     def set_window(
         self,
         model: str,
@@ -66,4 +58,4 @@ class QualityGauges:
             if segment and "=" not in segment:
                 self.gap.labels(model, version, route, segment, metric).set(value)
             else:
-                self.metric(metric).labels(model, version, route, segment).set(value)
+                self.value.labels(model, version, route, segment, metric).set(value)
