@@ -10,7 +10,10 @@ from loopstack.monitoring.drift.bundles import MlflowBundles, detector_key
 from mlflow.tracking import MlflowClient
 
 
-def test_versions_with_and_without_a_bundle(tmp_path: Path) -> None:
+def test_versions_with_and_without_a_bundle(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # a new SQLite store makes ./mlruns for its default experiment
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(uri)
     experiment = client.create_experiment("drift", artifact_location=str(tmp_path / "artifacts"))
