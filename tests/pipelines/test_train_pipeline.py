@@ -173,6 +173,7 @@ def test_pipelines_are_listed(stack: Stack) -> None:
         "train",
         "evaluate",
         "reference",
+        "fit-detectors",
         "register",
     ]
     assert Path(stack.settings.pipelines_dir / "train.py").is_file()
