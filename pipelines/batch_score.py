@@ -6,29 +6,17 @@ version, a number or an alias) → `steps/score/predictions.parquet`, also logge
 
 from __future__ import annotations
 
-from datetime import date
-
 from loopstack.core.modelspec import load_model_spec
 from loopstack.core.settings import Settings
 from loopstack.pipelines import scoring
 from loopstack.pipelines.dsl import Param, Pipeline
-from loopstack.pipelines.errors import InvalidPipelineParams
+from loopstack.pipelines.plan import check_window
 
 
 def _resolve(settings: Settings, params: dict[str, str]) -> dict[str, str]:
     """Check the model and window before anything runs."""
     load_model_spec(settings.models_dir, params["model"])
-    try:
-        start, end = (
-            date.fromisoformat(params["start"][:10]),
-            date.fromisoformat(params["end"][:10]),
-        )
-    except ValueError as exc:
-        raise InvalidPipelineParams(
-            f"--from/--to must be ISO dates like 2011-01-01: {exc}"
-        ) from exc
-    if start >= end:
-        raise InvalidPipelineParams(f"empty or inverted window: {start} is not before {end}")
+    check_window(params["start"], params["end"])
     return params
 
 

@@ -17,6 +17,7 @@ from loopstack.monitoring.drift import fitting
 from loopstack.pipelines import registration, training
 from loopstack.pipelines.dsl import Param, Pipeline
 from loopstack.pipelines.errors import InvalidPipelineParams
+from loopstack.pipelines.plan import check_window
 
 
 def _resolve(settings: Settings, params: dict[str, str]) -> dict[str, str]:
@@ -27,17 +28,7 @@ def _resolve(settings: Settings, params: dict[str, str]) -> dict[str, str]:
     if params["start"] == "auto":
         days = timedelta(days=spec.trigger.training_window_days)
         params = {**params, "start": (date.fromisoformat(params["end"][:10]) - days).isoformat()}
-    try:
-        start, end = (
-            date.fromisoformat(params["start"][:10]),
-            date.fromisoformat(params["end"][:10]),
-        )
-    except ValueError as exc:
-        raise InvalidPipelineParams(
-            f"--from/--to must be ISO dates like 2011-01-01: {exc}"
-        ) from exc
-    if start >= end:
-        raise InvalidPipelineParams(f"empty or inverted window: {start} is not before {end}")
+    check_window(params["start"], params["end"])
     if params["sabotage"] not in ("none", "shuffle-labels"):
         raise InvalidPipelineParams("sabotage must be 'none' or 'shuffle-labels'")
     if params["branches"] == "auto":

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import date
 
 from loopstack.core.settings import Settings
 from loopstack.pipelines.dsl import Pipeline, Step
 from loopstack.pipelines.errors import InvalidPipelineParams
 
-__all__ = ["Task", "resolve_params", "expand"]
+__all__ = ["Task", "resolve_params", "expand", "check_window"]
 
 
 @dataclass(frozen=True)
@@ -61,3 +62,15 @@ def expand(pipeline: Pipeline, params: dict[str, str]) -> list[Task]:
             )
         tasks.extend(Task(step, str(item)) for item in items)
     return tasks
+
+
+def check_window(start: str, end: str) -> None:
+    """Refuse a window whose bounds are not ISO dates or that is empty or inverted."""
+    try:
+        first, last = date.fromisoformat(start[:10]), date.fromisoformat(end[:10])
+    except ValueError as exc:
+        raise InvalidPipelineParams(
+            f"--from/--to must be ISO dates like 2011-01-01: {exc}"
+        ) from exc
+    if first >= last:
+        raise InvalidPipelineParams(f"empty or inverted window: {first} is not before {last}")
