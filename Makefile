@@ -44,9 +44,8 @@ k8s-tools: ## Install helm, kubectl, promtool and checkov into .tools/ (chart an
 charts: install ## Regenerate the chart's Argo workflows and Grafana dashboards
 	$(UV) run python charts/generate.py
 
-demo: install ## Start the embedded stack and run the closed loop (MODEL=bike-demand)
-	$(UV) run loopstack up
-	$(UV) run loopstack status
+demo: install drift-env ## Replay 2011 through a stack of its own: the closed loop and its report (MODEL=bike-demand)
+	$(UV) run python -m loopstack.demo --model $(MODEL)
 
 test: install drift-env system-deps k8s-tools ## Run the whole suite: layers, lint, types, tests
 	$(UV) run lint-imports

@@ -3,6 +3,8 @@
 set -euo pipefail
 need=()
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
+# The demo report's screenshot test renders it offline in headless Chromium.
+command -v chromium-headless-shell >/dev/null || [ -x /usr/lib/chromium/headless_shell ] || need+=(chromium-headless-shell)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -eq 0 ]; then
   echo "installing system packages: ${need[*]}"

@@ -29,6 +29,13 @@ def _resolve(settings: Settings, params: dict[str, str]) -> dict[str, str]:
         days = timedelta(days=spec.trigger.training_window_days)
         params = {**params, "start": (date.fromisoformat(params["end"][:10]) - days).isoformat()}
     check_window(params["start"], params["end"])
+    if params["as_of"] != "now":
+        try:
+            datetime.fromisoformat(params["as_of"].replace("Z", "+00:00"))
+        except ValueError:
+            raise InvalidPipelineParams(
+                f"as_of must be 'now' or an ISO time, got {params['as_of']!r}"
+            ) from None
     if params["sabotage"] not in ("none", "shuffle-labels"):
         raise InvalidPipelineParams("sabotage must be 'none' or 'shuffle-labels'")
     if params["branches"] == "auto":
@@ -52,6 +59,11 @@ pipeline = Pipeline(
         ),
         Param(
             "sabotage", default="none", help="demo/test switch: 'shuffle-labels' trains on noise"
+        ),
+        Param(
+            "as_of",
+            default="now",
+            help="model time of the run's decisions (a replay's clock); now = the wall clock",
         ),
     ],
     resolve=_resolve,

@@ -42,6 +42,10 @@ def stack_env(state_dir: Path) -> dict[str, str]:
         "LOOPSTACK_DRIFT__DETECTOR_PORT": str(free_port()),
         "LOOPSTACK_DRIFT__METRICS_PORT": str(free_port()),
         "LOOPSTACK_FEEDBACK__METRICS_PORT": str(free_port()),
+        "LOOPSTACK_LOOP__METRICS_PORT": str(free_port()),
+        # The session stack's tests deploy and alias versions by hand; the loop's own test
+        # (tests/loop) runs a stack of its own where the loop controls the model.
+        "LOOPSTACK_LOOP__MODELS": "[]",
         "COLUMNS": "200",
     }
 

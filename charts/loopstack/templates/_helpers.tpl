@@ -110,6 +110,10 @@ postgresql+psycopg://{{ include "loopstack.pg.user" $root }}:$(POSTGRES_PASSWORD
 {{ include "loopstack.pg.env" . }}
 - name: LOOPSTACK_FEEDBACK__READ_MODEL_URL
   value: {{ include "loopstack.pg.url" (list . "loopstack") | quote }}
+- name: LOOPSTACK_LOOP__STORE_URL
+  value: {{ include "loopstack.pg.url" (list . "loopstack") | quote }}
+- name: LOOPSTACK_DRIFT__STORE_URL
+  value: {{ include "loopstack.pg.url" (list . "loopstack") | quote }}
 {{- end }}
 
 {{/* ---------- Redis (Feast online store): in-chart unless external.redis.host is set ---------- */}}

@@ -11,7 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from loopstack import __version__
 from loopstack.api.errors import install_error_handlers
-from loopstack.api.routes import drift, feedback, models, pipelines, serving
+from loopstack.api.routes import drift, features, feedback, loop, models, pipelines, serving
 from loopstack.api.routes.events import events_router
 from loopstack.api.services import Services
 from loopstack.core.settings import Settings
@@ -39,7 +39,7 @@ def create_app(
         description="Models, deployments and traffic, pipelines, feedback, quality, drift, history.",
     )
     install_error_handlers(app)
-    for area in (models, pipelines, serving, drift, feedback):
+    for area in (models, loop, pipelines, serving, drift, feedback, features):
         app.include_router(area.router(shared))
     app.include_router(events_router(shared.event_service))
     metrics_registry = shared.metrics_registry

@@ -10,10 +10,13 @@ from prometheus_client import CollectorRegistry
 from loopstack.core.settings import Settings
 
 if TYPE_CHECKING:
+    from feast import FeatureStore
+
     from loopstack.core.events.log.base import EventLog
     from loopstack.core.events.metrics import EventMetrics
     from loopstack.core.events.outbox import Publisher
     from loopstack.core.events.service import EventService
+    from loopstack.loop.service import LoopService
     from loopstack.monitoring.drift.queries import DriftQueries
     from loopstack.monitoring.drift.store import DriftStore
     from loopstack.monitoring.feedback.service import FeedbackService
@@ -103,8 +106,26 @@ class Services:
 
         return FeedbackService.from_settings(self.settings, self.event_log, self.publisher)
 
+    @cached_property
+    def feature_store(self) -> FeatureStore:
+        """The Feast store (opened once: materialize and push share it)."""
+        from loopstack.features.store import open_store
+
+        return open_store(self.settings)
+
+    @cached_property
+    def loop(self) -> LoopService:
+        """Manual retraining and the decision history."""
+        from loopstack.loop.service import LoopService
+
+        return LoopService(
+            self.settings, self.publisher, self.backend, self.feedback.read_model.engine
+        )
+
     def close(self) -> None:
         """Flush and close what was opened."""
+        if "loop" in self.__dict__:
+            self.loop.close()
         if "feedback" in self.__dict__:
             self.feedback.close()
         if "publisher" in self.__dict__:

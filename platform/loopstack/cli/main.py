@@ -7,7 +7,16 @@ import json
 import typer
 
 from loopstack import __version__
-from loopstack.cli import events, feedback, models, pipelines, serving, stack_commands
+from loopstack.cli import (
+    events,
+    features,
+    feedback,
+    loop,
+    models,
+    pipelines,
+    serving,
+    stack_commands,
+)
 from loopstack.cli.drift import drift
 from loopstack.cli.output import console, fail_on_errors
 from loopstack.core.settings import Settings, load_settings
@@ -29,7 +38,10 @@ app.add_typer(events.app, name="events")
 serving.register(app)
 app.command("drift")(drift)
 app.add_typer(feedback.app, name="feedback")
+app.add_typer(features.app, name="features")
 app.command("quality")(feedback.quality)
+app.command("retrain")(loop.retrain)
+app.command("history")(loop.history)
 
 
 @app.callback()

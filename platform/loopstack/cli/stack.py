@@ -10,6 +10,7 @@ from pathlib import Path
 from loopstack.core.errors import DependencyMissing
 from loopstack.core.processes import ProcessSpec, RunningProcess, Supervisor
 from loopstack.core.settings import Settings
+from loopstack.loop.controller import controller_spec
 from loopstack.monitoring.drift import consumer_spec
 from loopstack.monitoring.feedback.consumer import consumer_spec as feedback_consumer_spec
 from loopstack.serving.stack import SERVING_START_TIMEOUT_S, serving_process
@@ -34,7 +35,7 @@ def _venv_bin(program: str) -> str:
 
 def prepare_state(settings: Settings) -> None:
     """Create the state directory layout the embedded components write to."""
-    for sub in ("run", "logs", "mlflow/artifacts", "events", "feast", "drift", "feedback"):
+    for sub in ("run", "logs", "mlflow/artifacts", "events", "feast", "drift", "feedback", "loop"):
         (settings.state_path / sub).mkdir(parents=True, exist_ok=True)
 
 
@@ -101,6 +102,7 @@ def embedded_components(settings: Settings) -> list[Component]:
         components.append(_detector_server(settings))
     components.append(Component(consumer_spec(settings), 60.0))
     components.append(Component(feedback_consumer_spec(settings), 60.0))
+    components.append(Component(controller_spec(settings), 60.0))
     components.append(_api(settings))
     components.append(Component(serving_process(settings), SERVING_START_TIMEOUT_S))
     return components

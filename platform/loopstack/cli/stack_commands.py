@@ -4,17 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from loopstack.cli.output import console
 from loopstack.cli.stack import Component, embedded_components, prepare_state, stack_status
 from loopstack.core.errors import ConfigurationError, DependencyMissing
-from loopstack.core.processes import Supervisor
+from loopstack.core.processes import RunningProcess, Supervisor
 from loopstack.core.settings import Settings
 
 __all__ = ["down", "status", "up"]
 
+_FIRST = ("mlflow", "drift")
+"""Components the others call: started (and awaited) before the rest."""
 _STYLE = {"healthy": "green", "unhealthy": "yellow", "stale": "red", "stopped": "dim"}
 
 
@@ -44,11 +46,17 @@ def up(settings: Settings) -> None:
         with Progress(
             SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console
         ) as progress:
-            _apply_features(settings, progress)
-            for component in components:
-                if supervisor.read(component.spec.name) is None:
-                    _start(supervisor, component, progress)
-                    started.append(component.spec.name)
+            # Servers the others call (MLflow, the detector server) start first, and Feast is
+            # applied while they boot; then the rest start together. Each is awaited healthy.
+            pending = [c for c in components if supervisor.read(c.spec.name) is None]
+            first = [c for c in pending if c.spec.name in _FIRST]
+            for group in (first, [c for c in pending if c not in first]):
+                launched = [(c, _start(supervisor, c, progress)) for c in group]
+                started.extend(c.spec.name for c in group)
+                if group is first:
+                    _apply_features(settings, progress)
+                for component, (running, task) in launched:
+                    _await(supervisor, component, running, task, progress)
     except BaseException:
         for name in reversed(started):
             supervisor.stop(name)
@@ -67,10 +75,22 @@ def _apply_features(settings: Settings, progress: Progress) -> None:
     )
 
 
-def _start(supervisor: Supervisor, component: Component, progress: Progress) -> None:
+def _start(
+    supervisor: Supervisor, component: Component, progress: Progress
+) -> tuple[RunningProcess, TaskID]:
     spec = component.spec
     task = progress.add_task(f"starting {spec.name}", total=None)
-    running = supervisor.start(spec)
+    return supervisor.start(spec), task
+
+
+def _await(
+    supervisor: Supervisor,
+    component: Component,
+    running: RunningProcess,
+    task: TaskID,
+    progress: Progress,
+) -> None:
+    spec = component.spec
     supervisor.wait_healthy(
         running,
         component.start_timeout_s,
@@ -83,6 +103,8 @@ def down(settings: Settings) -> None:
     """Stop every recorded component, latest first, and clean stale pid files."""
     supervisor = Supervisor(settings.state_path)
     recorded = supervisor.recorded()
+    if settings.backend == "embedded":
+        _cancel_pipeline_runs(settings)
     if not recorded:
         console.print("nothing is running")
         return
@@ -95,6 +117,17 @@ def down(settings: Settings) -> None:
             console.print(f"stopped {process.name} (pid {process.pid})")
         else:
             console.print(f"removed stale pid file of {process.name} (pid {process.pid})")
+
+
+def _cancel_pipeline_runs(settings: Settings) -> None:
+    """Pipeline runs of this stack run in process groups of their own: stop them too."""
+    from loopstack.serving.backends.embedded import EmbeddedBackend
+
+    backend = EmbeddedBackend(settings)
+    for run in backend.pipeline_runs(limit=500):
+        if run.status == "running":
+            backend.cancel_pipeline_run(run.run_id)
+            console.print(f"cancelled pipeline run {run.run_id}")
 
 
 def status(settings: Settings) -> bool:

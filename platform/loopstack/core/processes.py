@@ -12,6 +12,8 @@ import os
 import signal
 import socket
 import subprocess
+import sys
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +24,8 @@ import httpx
 from loopstack.core.errors import ConfigurationError, PortInUse, StalePidFile
 
 __all__ = [
+    "stop_on_signals",
+    "consumer_process",
     "ProcessSpec",
     "RunningProcess",
     "Supervisor",
@@ -35,7 +39,7 @@ __all__ = [
 # Set by libraries on import (Feast points it at a temp dir that dies with the importing
 # process); a child that inherits it crashes or silently switches prometheus_client to
 # multi-process mode.
-LIBRARY_SET_VARIABLES = ("PROMETHEUS_MULTIPROC_DIR",)
+LIBRARY_SET_VARIABLES = ("PROMETHEUS_MULTIPROC_DIR", "PROMETHEUS_MULTIPROCESS_DIR")
 
 
 def child_environ(extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -43,6 +47,29 @@ def child_environ(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in LIBRARY_SET_VARIABLES}
     env.update(extra or {})
     return env
+
+
+def stop_on_signals() -> threading.Event:
+    """An event SIGTERM and SIGINT set: a long-running process's signal to finish and close."""
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    return stop
+
+
+def consumer_process(
+    name: str, module: str, host: str, port: int, port_setting: str, env: Mapping[str, str]
+) -> ProcessSpec:
+    """`python -m MODULE` as a supervised process whose health is its `/metrics` on `port`."""
+    return ProcessSpec(
+        name=name,
+        argv=[sys.executable, "-m", module],
+        health_url=f"http://{host}:{port}/metrics",
+        port=port,
+        port_setting=port_setting,
+        env=dict(env),
+        url=f"http://{host}:{port}",
+    )
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -92,6 +92,8 @@ class ServingSettings(_Section):
     """How long a KServe logger request waits for its response (and vice versa) before it is logged alone."""
     ingest_url: str | None = None
     """URL InferenceServices' loggers post to; default the in-cluster Loopstack runtime service."""
+    accept_request_time: bool = False
+    """Take a request's `request_time` parameter as its time (replays of history, e.g. the demo)."""
 
 
 class EventsSettings(_Section):
@@ -183,6 +185,23 @@ class FeedbackSettings(_Section):
     """Outcomes one `POST /v1/feedback` may carry."""
 
 
+class LoopSettings(_Section):
+    """The loop controller: retraining triggers, rollouts (shadow, canary, promote/roll back)."""
+
+    store_url: str | None = None
+    """SQLAlchemy URL of the loop's state and decision history; default SQLite under the state dir."""
+    group: str = "loop"
+    """Consumer group of the loop controller (drift, quality and decision events)."""
+    metrics_port: int = 8730
+    """HTTP port where the loop controller serves `/metrics` (`loopstack_loop_*`)."""
+    tick_s: float = Field(default=2.0, gt=0)
+    """How often the controller checks running pipelines and rollouts."""
+    pipeline: str = "train"
+    """Pipeline a trigger runs (with `model`, `start`, `end`)."""
+    models: list[str] | None = None
+    """Models the loop controls (retrains, rolls out); None: every model with a spec."""
+
+
 class PipelinesSettings(_Section):
     """The embedded pipeline runner."""
 
@@ -193,7 +212,9 @@ class PipelinesSettings(_Section):
     cache: bool = True
     """Reuse a step's outputs when its code, parameters and inputs are unchanged."""
     fork_server: bool = True
-    """Import the heavy libraries once per run and fork each step's process from that worker."""
+    """Import the heavy libraries once and fork each step's process from that worker."""
+    fork_socket: str | None = None
+    """Socket of a warm fork server to use (the embedded backend sets it for its runners)."""
 
 
 class KubernetesSettings(_Section):
@@ -239,6 +260,7 @@ class Settings(BaseSettings):
     pipelines: PipelinesSettings = Field(default_factory=PipelinesSettings)
     drift: DriftSettings = Field(default_factory=DriftSettings)
     feedback: FeedbackSettings = Field(default_factory=FeedbackSettings)
+    loop: LoopSettings = Field(default_factory=LoopSettings)
     kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
 
     @classmethod
@@ -296,6 +318,12 @@ class Settings(BaseSettings):
     def mlflow_tracking_uri(self) -> str:
         """Tracking URI of MLflow: the configured one or the embedded server's."""
         return self.mlflow.tracking_uri or f"http://{self.host}:{self.mlflow.port}"
+
+    def state_sqlite_url(self, folder: str, file: str) -> str:
+        """`sqlite:///<state dir>/<folder>/<file>` (the folder created): a store's embedded default."""
+        path = self.state_path / folder
+        path.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{path / file}"
 
     def as_env(self) -> dict[str, str]:
         """These settings as `LOOPSTACK_*` variables, so a child process loads the same ones."""

@@ -20,10 +20,27 @@ __all__ = ["ForkServer"]
 class ForkServer:
     """A running fork server; `run` blocks until the step's child exits."""
 
+    @classmethod
+    def attach(cls, socket_path: Path) -> ForkServer | None:
+        """A fork server another process owns (stopping it is the owner's job), if it answers."""
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+                probe.connect(str(socket_path))
+                probe.sendall(b'{"ping": true}\n')
+                if probe.makefile("rb").readline().strip() != b"pong":
+                    return None
+        except OSError:
+            return None
+        server = cls.__new__(cls)
+        server._dir = None
+        server.socket_path = socket_path
+        server._proc = None
+        return server
+
     def __init__(self, env: dict[str, str], cwd: Path) -> None:
-        self._dir = tempfile.mkdtemp(prefix="loopstack-fork-")
+        self._dir: str | None = tempfile.mkdtemp(prefix="loopstack-fork-")
         self.socket_path = Path(self._dir) / "fork.sock"
-        self._proc = subprocess.Popen(
+        self._proc: subprocess.Popen[bytes] | None = subprocess.Popen(
             [sys.executable, "-m", "loopstack.pipelines.forkserver", str(self.socket_path)],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -35,7 +52,7 @@ class ForkServer:
 
     def wait_ready(self, timeout: float = 120.0) -> bool:
         """Block until the server has preloaded; False if it died."""
-        assert self._proc.stdout is not None
+        assert self._proc is not None and self._proc.stdout is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             line = self._proc.stdout.readline()
@@ -66,8 +83,15 @@ class ForkServer:
             last = reader.readline().split()
             return int(last[1]) if len(last) == 2 and last[0] == b"exit" else -9
 
+    def alive(self) -> bool:
+        """Whether the server process (started here) still runs."""
+        return self._proc is not None and self._proc.poll() is None
+
     def stop(self) -> None:
-        """Stop the server (children run in their own sessions and are stopped by the runner)."""
+        """Stop a server started here (children run in their own sessions: the runner stops
+        them); an attached one is left to its owner."""
+        if self._proc is None or self._dir is None:
+            return
         stop_group(self._proc.pid, grace=3)
         try:
             os.unlink(self.socket_path)

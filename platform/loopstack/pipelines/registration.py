@@ -150,6 +150,8 @@ def _decide(
             "holdout_rows": evaluation["holdout_rows"],
         }
         kind = "gate_passed" if gate["passed"] else "gate_failed"
+        # Model time: a replay's clock when the loop passed one, else the event's own time.
+        context = {"at": ctx.params["as_of"]} if ctx.params.get("as_of", "now") != "now" else {}
         publisher.publish(
             DECISIONS,
             Event.create(
@@ -160,6 +162,7 @@ def _decide(
                     "version": version,
                     "reason": gate["reason"],
                     "evidence": evidence,
+                    **context,
                 },
                 source=registry.source,
                 subject=model,
@@ -167,7 +170,12 @@ def _decide(
         )
         if gate["passed"]:
             registry.set_alias(
-                model, CHALLENGER, version, f"passed the gate: {gate['reason']}", actor="pipeline"
+                model,
+                CHALLENGER,
+                version,
+                f"passed the gate: {gate['reason']}",
+                actor="pipeline",
+                context=context,
             )
         MlflowClient(ctx.settings.mlflow_tracking_uri).set_model_version_tag(
             model,

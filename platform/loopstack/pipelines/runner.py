@@ -7,6 +7,7 @@ and stops every child on Ctrl-C.
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import subprocess
@@ -28,6 +29,8 @@ from loopstack.pipelines.state import RunState, TaskRecord
 from loopstack.pipelines.tracking import ensure_parent_run, finish_parent_run
 
 __all__ = ["EmbeddedRunner", "new_run_id", "runs_dir"]
+
+log = logging.getLogger(__name__)
 
 
 def runs_dir(settings: Settings) -> Path:
@@ -77,13 +80,22 @@ class EmbeddedRunner:
         """Run every task of a prepared run; raise StepFailed if a step kept failing."""
         run_dir = Path(state.run_dir)
         tasks = {t.key: t for t in expand(pipeline, state.params)}
-        ensure_parent_run(self.settings.mlflow_tracking_uri, pipeline.name, run_dir, state.params)
+        # The fork server preloads while this process talks to MLflow: both take seconds.
+        fork = self._spawn_fork_server()
+        try:
+            ensure_parent_run(
+                self.settings.mlflow_tracking_uri, pipeline.name, run_dir, state.params
+            )
+        except BaseException:
+            if fork is not None:
+                fork.stop()
+            raise
         records = {r.key: r for r in state.tasks}
         futures: dict[Future[None], str] = {}
         failure: StepFailed | None = None
         pool = ThreadPoolExecutor(max_workers=self.settings.pipelines.parallelism)
         try:
-            self._start_fork_server()
+            self._await_fork_server(fork)
             while True:
                 self._skip_after_failures(pipeline, tasks, records)
                 for key in self._ready(pipeline, tasks, records, futures):
@@ -217,13 +229,22 @@ class EmbeddedRunner:
             "PYTHONUNBUFFERED": "1",
         }
 
-    def _start_fork_server(self) -> None:
+    def _spawn_fork_server(self) -> ForkServer | None:
         if not self.settings.pipelines.fork_server:
+            return None
+        shared = self.settings.pipelines.fork_socket
+        if shared and (attached := ForkServer.attach(Path(shared))) is not None:
+            self._fork = attached  # warm already: the backend's process keeps it
+            return None
+        return ForkServer(self._child_env(), self.settings.project_dir)
+
+    def _await_fork_server(self, fork: ForkServer | None) -> None:
+        if fork is None:
             return
-        fork = ForkServer(self._child_env(), self.settings.project_dir)
         if fork.wait_ready():
             self._fork = fork
         else:  # fall back to plain child processes: slower, same behaviour
+            log.warning("the fork server did not start; each step imports its libraries itself")
             fork.stop()
 
     def _on_pid(self, task: Task, record: TaskRecord, pid: int) -> None:
@@ -234,9 +255,9 @@ class EmbeddedRunner:
     def _run_child(
         self, task: Task, record: TaskRecord, argv: list[str], env: dict[str, str]
     ) -> int:
-        with open(record.log, "ab") as log:
-            log.write(f"--- attempt {record.attempts}: {' '.join(argv)}\n".encode())
-            log.flush()
+        with open(record.log, "ab") as out:
+            out.write(f"--- attempt {record.attempts}: {' '.join(argv)}\n".encode())
+            out.flush()
         if self._fork is not None and task.step.runtime == "main":
             try:
                 return self._fork.run(
@@ -246,12 +267,17 @@ class EmbeddedRunner:
                     record.log,
                     lambda pid: self._on_pid(task, record, pid),
                 )
+            except OSError:  # the shared fork server went away: plain processes from here on
+                log.warning(
+                    "the fork server stopped answering; running %s as a plain process", task.key
+                )
+                self._fork = None
             finally:
                 with self._lock:
                     self._running.pop(task.key, None)
-        with open(record.log, "ab") as log:
+        with open(record.log, "ab") as out:
             child = subprocess.Popen(
-                argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                 cwd=self.settings.project_dir, start_new_session=True,
             )  # fmt: skip
             self._on_pid(task, record, child.pid)

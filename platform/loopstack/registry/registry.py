@@ -141,7 +141,13 @@ class ModelRegistry:
         return list(json.loads(tags.get(_HISTORY_TAG, "[]")))
 
     def set_alias(
-        self, model: str, alias: str, version: str, reason: str, actor: str = "system"
+        self,
+        model: str,
+        alias: str,
+        version: str,
+        reason: str,
+        actor: str = "system",
+        context: dict[str, Any] | None = None,
     ) -> None:
         """Point an alias at a version and record the move."""
         self.version(model, version)
@@ -149,20 +155,34 @@ class ModelRegistry:
         self._call(self.client.set_registered_model_alias, model, alias, version)
         self._record(model, alias, version, previous, reason, actor)
         self._decide(
-            model, "alias_moved", version, reason, actor, {"previous": previous}, alias=alias
+            model, "alias_moved", version, reason, actor, {"previous": previous}, alias, context
         )
 
-    def remove_alias(self, model: str, alias: str, reason: str, actor: str = "system") -> None:
+    def remove_alias(
+        self,
+        model: str,
+        alias: str,
+        reason: str,
+        actor: str = "system",
+        context: dict[str, Any] | None = None,
+    ) -> None:
         """Remove an alias (e.g. `challenger` after a rollback) and record it."""
         previous = self.aliases(model).get(alias)
         if previous is None:
             return
         self._call(self.client.delete_registered_model_alias, model, alias)
         self._record(model, alias, None, previous, reason, actor)
-        self._decide(model, "alias_moved", previous, reason, actor, {"removed": True}, alias=alias)
+        self._decide(
+            model, "alias_moved", previous, reason, actor, {"removed": True}, alias, context
+        )
 
     def promote(
-        self, model: str, version: str | None, reason: str, actor: str = "system"
+        self,
+        model: str,
+        version: str | None,
+        reason: str,
+        actor: str = "system",
+        context: dict[str, Any] | None = None,
     ) -> VersionInfo:
         """Make `version` (default: the challenger) the champion; push it on the champion stack."""
         target = self.version(model, version or CHALLENGER)
@@ -188,6 +208,7 @@ class ModelRegistry:
             actor,
             {"previous_champion": previous},
             alias=CHAMPION,
+            context=context,
         )
         return self.version(model, target.version)
 
@@ -264,9 +285,13 @@ class ModelRegistry:
         actor: str,
         evidence: dict[str, Any],
         alias: str | None = None,
+        context: dict[str, Any] | None = None,
     ) -> None:
+        """Publish a decision; `context` adds the caller's fields (model time `at`, evidence)."""
+        context = dict(context or {})
+        extra = context.pop("evidence", {})
         data: dict[str, Any] = {"model": model, "kind": kind, "version": version, "reason": reason,
-                                "evidence": {**evidence, "actor": actor}}  # fmt: skip
+                                "evidence": {**evidence, **extra, "actor": actor}, **context}  # fmt: skip
         if alias is not None:
             data["alias"] = alias
         self.publisher.publish(

@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from loopstack.core.errors import LoopstackError
@@ -40,6 +41,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 MAX_ROWS = 10_000
+REQUEST_TIME = "request_time"
+"""Request parameter a replay sets to the simulated time (only where the server accepts it)."""
 
 
 class ScoringFailed(LoopstackError):
@@ -119,8 +122,10 @@ class ServingRuntime:
         metrics: ServingMetrics,
         features: OnlineFeatureSource | None = None,
         shadow_queue: int = 1000,
+        accept_request_time: bool = False,
     ) -> None:
         self.sink = sink
+        self.accept_request_time = accept_request_time
         self.metrics = metrics
         self.features = features
         self._served: dict[str, ServedSplit] = {}
@@ -181,6 +186,7 @@ class ServingRuntime:
         started, at = time.perf_counter(), time.time()
         prepared: _Prepared | None = None
         try:
+            at = self._request_time(req, at)
             prepared = self._prepare(req)
             rows = None
             if prepared.lookup is not None and prepared.keys is not None:
@@ -195,6 +201,7 @@ class ServingRuntime:
         started, at = time.perf_counter(), time.time()
         prepared: _Prepared | None = None
         try:
+            at = self._request_time(req, at)
             prepared = self._prepare(req)
             rows = None
             if prepared.lookup is not None and prepared.keys is not None:
@@ -203,6 +210,24 @@ class ServingRuntime:
         except Exception as exc:
             self.record_failure(req, exc, started, at, prepared.route if prepared else None)
             raise
+
+    def _request_time(self, req: ScoreRequest, now: float) -> float:
+        """The request's time: now, or the `request_time` parameter of a replay."""
+        sent = req.parameters.pop(REQUEST_TIME, None)
+        if sent is None:
+            return now
+        if not self.accept_request_time:
+            raise BadRequest(
+                f"parameter {REQUEST_TIME!r} is accepted only by a server that replays history "
+                "(LOOPSTACK_SERVING__ACCEPT_REQUEST_TIME=true)"
+            )
+        try:
+            when = datetime.fromisoformat(str(sent).replace("Z", "+00:00"))
+        except ValueError:
+            raise BadRequest(
+                f"parameter {REQUEST_TIME!r} must be an ISO 8601 time, got {sent!r}"
+            ) from None
+        return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
 
     def _prepare(self, req: ScoreRequest) -> _Prepared:
         served = self._served.get(req.model)

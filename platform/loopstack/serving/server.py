@@ -78,7 +78,11 @@ def build_parts(settings: Settings, outbox_name: str = "serving") -> ServerParts
     publisher = Publisher.open(settings, event_log, outbox_name)
     sink = EventSink(publisher, "loopstack/serving", metrics, settings.serving.event_queue_max)
     runtime = ServingRuntime(
-        sink, metrics, OnlineFeatureSource(settings), settings.serving.shadow_queue_max
+        sink,
+        metrics,
+        OnlineFeatureSource(settings),
+        settings.serving.shadow_queue_max,
+        accept_request_time=settings.serving.accept_request_time,
     )
     store = TrafficStore(settings.state_path / "serving" / "traffic.db")
     uri = settings.mlflow_tracking_uri

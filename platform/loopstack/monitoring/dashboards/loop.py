@@ -12,6 +12,10 @@ DECISIONS = "loopstack_loop_decisions_total"
 ROLLBACKS = "loopstack_loop_rollbacks_total"
 RETRAININGS = "loopstack_loop_retrainings_total"
 DEPLOY_FREQUENCY = "loopstack_loop_deployment_frequency"
+LEAD_TIME = "loopstack_loop_lead_time_seconds"
+FAILURE_RATE = "loopstack_loop_change_failure_rate"
+RECOVERY = "loopstack_loop_time_to_recover_seconds"
+CADENCE = "loopstack_loop_retraining_cadence_seconds"
 SEL = 'model=~"$model"'
 
 
@@ -27,7 +31,9 @@ def build() -> Dashboard:
         .with_row(Row("Last 7 days"))
         .with_panel(
             stat_panel(
-                "Deployments/day", (f"sum({DEPLOY_FREQUENCY}{{{SEL}}})", "deployments/day"), "short"
+                "Deployments/week",
+                (f"sum({DEPLOY_FREQUENCY}{{{SEL}}})", "promotions/week"),
+                "short",
             )
         )
         .with_panel(
@@ -45,11 +51,30 @@ def build() -> Dashboard:
         .with_panel(
             stat_panel(
                 "Change failure rate",
-                (
-                    f'sum(increase({ROLLBACKS}{{{SEL}}}[7d])) / sum(increase({DECISIONS}{{{SEL}, decision=~"promote|rollback"}}[7d]))',
-                    "rollbacks / finished rollouts",
-                ),
+                (f"max({FAILURE_RATE}{{{SEL}}})", "rolled back / finished rollouts"),
                 "percentunit",
+            )
+        )
+        .with_row(Row("Model-ops (from the decision history, model time)"))
+        .with_panel(
+            stat_panel(
+                "Lead time", (f"max({LEAD_TIME}{{{SEL}}})", "trigger → promoted"), "s", width=8
+            )
+        )
+        .with_panel(
+            stat_panel(
+                "Time to recover",
+                (f"max({RECOVERY}{{{SEL}}})", "degraded → promoted"),
+                "s",
+                width=8,
+            )
+        )
+        .with_panel(
+            stat_panel(
+                "Retraining cadence",
+                (f"max({CADENCE}{{{SEL}}})", "between retrainings"),
+                "s",
+                width=8,
             )
         )
         .with_row(Row("Decisions"))
@@ -90,7 +115,7 @@ def build() -> Dashboard:
                 "Deployment frequency",
                 [(f"{DEPLOY_FREQUENCY}{{{SEL}}}", "{{model}}")],
                 "short",
-                description="Versions promoted to champion per day (rolling).",
+                description="Versions promoted to champion per week of model time.",
             )
         )
     )

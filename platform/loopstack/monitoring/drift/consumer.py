@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
-import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -27,7 +25,7 @@ from loopstack.core.errors import NotFound
 from loopstack.core.events import BatchResult, ConsumerRunner, EventLog, EventMetrics
 from loopstack.core.events.topics import PREDICTIONS
 from loopstack.core.modelspec import DriftSpec, load_model_spec
-from loopstack.core.processes import ProcessSpec
+from loopstack.core.processes import ProcessSpec, consumer_process, stop_on_signals
 from loopstack.core.settings import Settings, load_settings
 from loopstack.monitoring.detector_client import DetectorClient
 from loopstack.monitoring.drift.bundles import BundleSource, MlflowBundles
@@ -156,15 +154,13 @@ class DriftConsumer:
 
 def consumer_spec(settings: Settings) -> ProcessSpec:
     """How `loopstack up` starts the drift consumer (health: its `/metrics`)."""
-    port = settings.drift.metrics_port
-    return ProcessSpec(
-        name="drift-consumer",
-        argv=[sys.executable, "-m", "loopstack.monitoring.drift.consumer"],
-        health_url=f"http://{settings.host}:{port}/metrics",
-        port=port,
-        port_setting="LOOPSTACK_DRIFT__METRICS_PORT",
-        env=settings.as_env(),
-        url=f"http://{settings.host}:{port}",
+    return consumer_process(
+        "drift-consumer",
+        "loopstack.monitoring.drift.consumer",
+        settings.host,
+        settings.drift.metrics_port,
+        "LOOPSTACK_DRIFT__METRICS_PORT",
+        settings.as_env(),
     )
 
 
@@ -193,9 +189,7 @@ def main() -> None:
         registry=registry,
     )
     start_http_server(settings.drift.metrics_port, addr=settings.host, registry=registry)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop = stop_on_signals()
     log.info("drift consumer: group %s on %s", settings.drift.group, PREDICTIONS)
     try:
         consumer.run(stop)

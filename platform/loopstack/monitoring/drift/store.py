@@ -15,9 +15,7 @@ def drift_store_url(settings: Settings) -> str:
     """`drift.store_url`, or `sqlite:///<state dir>/drift-consumer/drift.db`."""
     if settings.drift.store_url:
         return settings.drift.store_url
-    folder = settings.state_path / "drift-consumer"
-    folder.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{folder / 'drift.db'}"
+    return settings.state_sqlite_url("drift-consumer", "drift.db")
 
 
 class DriftStore:

@@ -14,8 +14,6 @@ metrics on `127.0.0.1:<feedback.metrics_port>/metrics` and stops on SIGTERM.
 from __future__ import annotations
 
 import logging
-import signal
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -25,7 +23,7 @@ from prometheus_client import CollectorRegistry
 
 from loopstack.core.events import BatchResult, ConsumerRunner, EventLog, EventMetrics
 from loopstack.core.events.topics import OUTCOMES, PREDICTIONS
-from loopstack.core.processes import ProcessSpec
+from loopstack.core.processes import ProcessSpec, consumer_process, stop_on_signals
 from loopstack.core.settings import Settings, load_settings
 from loopstack.monitoring.feedback.alerts import QualityAlerter, QualityPublisher
 from loopstack.monitoring.feedback.baselines import Baselines
@@ -170,15 +168,13 @@ class FeedbackConsumer:
 
 def consumer_spec(settings: Settings) -> ProcessSpec:
     """How `loopstack up` starts the feedback consumer (health: its `/metrics`)."""
-    port = settings.feedback.metrics_port
-    return ProcessSpec(
-        name="feedback",
-        argv=[sys.executable, "-m", "loopstack.monitoring.feedback.consumer"],
-        health_url=f"http://{settings.host}:{port}/metrics",
-        port=port,
-        port_setting="LOOPSTACK_FEEDBACK__METRICS_PORT",
-        env=settings.as_env(),
-        url=f"http://{settings.host}:{port}",
+    return consumer_process(
+        "feedback",
+        "loopstack.monitoring.feedback.consumer",
+        settings.host,
+        settings.feedback.metrics_port,
+        "LOOPSTACK_FEEDBACK__METRICS_PORT",
+        settings.as_env(),
     )
 
 
@@ -211,9 +207,7 @@ def main() -> None:
         registry=registry,
     )
     start_http_server(settings.feedback.metrics_port, addr=settings.host, registry=registry)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop = stop_on_signals()
     log.info("feedback consumer: group %s on %s", settings.feedback.group, ", ".join(TOPICS))
     try:
         consumer.run(stop)

@@ -22,9 +22,7 @@ def read_model_url(settings: Settings) -> str:
     """`feedback.read_model_url`, or `sqlite:///<state dir>/feedback/read_model.db`."""
     if settings.feedback.read_model_url:
         return settings.feedback.read_model_url
-    folder = settings.state_path / "feedback"
-    folder.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{folder / 'read_model.db'}"
+    return settings.state_sqlite_url("feedback", "read_model.db")
 
 
 class ReadModel:

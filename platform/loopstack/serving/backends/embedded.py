@@ -6,11 +6,13 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 from loopstack.core.errors import NotFound
 from loopstack.core.processes import child_environ, pid_alive
 from loopstack.core.settings import Settings
+from loopstack.pipelines.forkclient import ForkServer
 from loopstack.pipelines.loader import load_pipeline
 from loopstack.pipelines.runner import EmbeddedRunner, runs_dir
 from loopstack.pipelines.state import RunState
@@ -28,6 +30,32 @@ class EmbeddedBackend(Backend):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.store = TrafficStore(settings.state_path / "serving" / "traffic.db")
+        self._fork: ForkServer | None = None
+        self._fork_ready = threading.Event()
+
+    def warm(self) -> str | None:
+        """Keep a fork server for this process's runs (libraries imported once, not per run);
+        its socket once it is ready, else None (it warms in the background meanwhile)."""
+        if not self.settings.pipelines.fork_server:
+            return None
+        if self._fork is None or not self._fork.alive():
+            fork = ForkServer(child_environ(self.settings.as_env()), self.settings.project_dir)
+            ready = threading.Event()
+
+            def wait() -> None:
+                if fork.wait_ready():
+                    ready.set()
+
+            threading.Thread(target=wait, name="fork-warm", daemon=True).start()
+            self._fork, self._fork_ready = fork, ready
+            return None
+        return str(self._fork.socket_path) if self._fork_ready.is_set() else None
+
+    def close(self) -> None:
+        """Stop the warm fork server (it also stops by itself when this process ends)."""
+        if self._fork is not None:
+            self._fork.stop()
+            self._fork = None
 
     def deploy(self, split: TrafficSplit) -> Deployment:
         """Record the split; the inference server applies it on its next refresh."""
@@ -53,13 +81,17 @@ class EmbeddedBackend(Backend):
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                env=child_environ(self.settings.as_env()),
+                env=child_environ({**self.settings.as_env(), **self._fork_env()}),
                 cwd=self.settings.project_dir,
                 start_new_session=True,
             )
         state.runner_pid = child.pid
         state.save()
         return state
+
+    def _fork_env(self) -> dict[str, str]:
+        socket = self.warm()
+        return {"LOOPSTACK_PIPELINES__FORK_SOCKET": socket} if socket else {}
 
     def pipeline_run(self, run_id: str) -> RunState:
         """The run's saved state; a run whose runner died without finishing is marked failed."""

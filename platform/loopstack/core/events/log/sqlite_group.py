@@ -29,6 +29,7 @@ __all__ = ["SqliteSubscription"]
 
 log = logging.getLogger(__name__)
 _IDLE_SLEEP_S = 0.01
+_MAX_IDLE_SLEEP_S = 0.2
 
 
 class SqliteSubscription(Subscription):
@@ -48,6 +49,7 @@ class SqliteSubscription(Subscription):
         self._positions: dict[tuple[int, int], int] = {}
         self._next_heartbeat = 0.0
         self._rotation = 0
+        self._idle_sleep = _IDLE_SLEEP_S
         with self._errors():
             self._conn = log_.connect()
             self._heartbeat()
@@ -149,9 +151,14 @@ class SqliteSubscription(Subscription):
             self._maybe_heartbeat()
             with self._errors():
                 out = self._fetch(max_records)
-            if out or time.monotonic() >= deadline:
+            if out:
+                self._idle_sleep = _IDLE_SLEEP_S
                 return out
-            time.sleep(min(_IDLE_SLEEP_S, max(0.0, deadline - time.monotonic())))
+            if time.monotonic() >= deadline:
+                return out
+            time.sleep(min(self._idle_sleep, max(0.0, deadline - time.monotonic())))
+            # An idle member backs off (up to _MAX_IDLE_SLEEP_S): a poll is 4+ queries.
+            self._idle_sleep = min(self._idle_sleep * 2, _MAX_IDLE_SLEEP_S)
 
     def _fetch(self, max_records: int) -> list[Record]:
         owned = sorted(self._positions)

@@ -1,0 +1,160 @@
+"""The demo's figures, recomputed from the decision events and the feedback read model.
+
+Everything comes back through the management API (history, predictions, drift), except two
+baselines computed here on the very rows the loop served: the static first model, and an oracle
+retrained weekly (in-process, on the same feature store) on the data before each week.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import UTC, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from loopstack.client import LoopstackClient
+from loopstack.core.modelspec import ModelSpec
+from loopstack.core.settings import Settings
+
+__all__ = ["DemoResults", "collect", "baselines", "summary_rows"]
+
+SERVED_ROUTES = ("champion", "canary")
+
+
+@dataclass
+class DemoResults:
+    """What the report and the summary table are made of."""
+
+    spec: ModelSpec
+    history: dict[str, Any]
+    predictions: pd.DataFrame
+    drift: list[dict[str, Any]]
+    static: np.ndarray | None = None
+    oracle: np.ndarray | None = None
+
+    @property
+    def served(self) -> pd.DataFrame:
+        """Answers the callers got, with a known outcome, in time order."""
+        p = self.predictions
+        return p[p["route"].isin(SERVED_ROUTES) & p["outcome"].notna() & (p["status"] == "ok")]
+
+
+def collect(
+    client: LoopstackClient, model: str
+) -> tuple[dict[str, Any], pd.DataFrame, list[dict[str, Any]]]:
+    """History, every prediction (all pages) and the drift windows of a model."""
+    history = client.get(f"/v1/models/{model}/history", limit=100_000)
+    items: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        page = client.get("/v1/predictions", model=model, limit=1000, cursor=cursor)
+        items.extend(page["items"])
+        cursor = page["next_cursor"]
+        if not cursor:
+            break
+    rows = [{
+        "prediction_id": i["prediction_id"], "version": i["version"], "route": i["route"],
+        "request_time": pd.Timestamp(i["request_time"]), "status": i["status"], "score": i["score"],
+        "outcome": (i["outcome"] or {}).get("value"), "inputs": i["inputs"],
+    } for i in items]  # fmt: skip
+    frame = pd.DataFrame(rows).sort_values("request_time", kind="stable").reset_index(drop=True)
+    frame["outcome"] = pd.to_numeric(frame["outcome"], errors="coerce")
+    drift = client.get(f"/v1/models/{model}/drift", last=1000)["windows"]
+    return history, frame, drift
+
+
+def _numeric_as_float(frame: pd.DataFrame) -> pd.DataFrame:
+    """Integer and boolean columns as floats, as the train pipeline feeds them to models."""
+    out = frame.copy()
+    for column in out.columns:
+        if pd.api.types.is_numeric_dtype(out[column]) or pd.api.types.is_bool_dtype(out[column]):
+            out[column] = out[column].astype("float64")
+    return out
+
+
+def _inputs(served: pd.DataFrame) -> pd.DataFrame:
+    return _numeric_as_float(pd.DataFrame(list(served["inputs"])))
+
+
+def baselines(
+    settings: Settings, spec: ModelSpec, results: DemoResults, static_version: str
+) -> None:
+    """Score the served rows with the static model and with a weekly-retrained oracle."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    import mlflow.sklearn
+
+    from loopstack.features.training import training_frame
+    from loopstack.pipelines.modelcode import build_estimator
+    from loopstack.pipelines.training import predict_output
+
+    served = results.served
+    if served.empty:
+        return
+    inputs = _inputs(served)
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    static = mlflow.sklearn.load_model(f"models:/{spec.name}/{static_version}")
+    results.static = predict_output(spec.task, static, inputs[list(static.feature_names_in_)])
+    times = served["request_time"].dt.tz_convert(None)
+    first = times.min().normalize()
+    window = timedelta(days=spec.trigger.training_window_days)
+    start = (first - window).to_pydatetime().replace(tzinfo=UTC)
+    end = times.max().to_pydatetime().replace(tzinfo=UTC) + timedelta(days=1)
+    frame = training_frame(settings, spec, start, end)
+    stamps = frame["event_timestamp"].dt.tz_convert(None)
+    oracle = np.full(len(served), np.nan)
+    columns = list(static.feature_names_in_)
+    week = first
+    while week <= times.max():
+        rows = ((times >= week) & (times < week + timedelta(days=7))).to_numpy()
+        train = frame[(stamps < week) & (stamps >= week - window)]
+        if rows.any() and len(train) > 50:
+            model = build_estimator(spec, dict(spec.training.param_grid[0]))
+            model.fit(_numeric_as_float(train[columns]), train[spec.target])
+            oracle[rows] = predict_output(spec.task, model, inputs.loc[rows, columns])
+        week += timedelta(days=7)
+    results.oracle = oracle
+
+
+def metric(spec: ModelSpec, outcome: np.ndarray, predicted: np.ndarray | None) -> float | None:
+    """The model's gate metric (RMSE, AUC, ...) of predictions against outcomes."""
+    from loopstack.pipelines.metrics import task_metrics
+
+    if predicted is None:
+        return None
+    keep = np.isfinite(predicted)
+    return float(task_metrics(spec.task, outcome[keep], predicted[keep])[spec.gate.metric])
+
+
+def summary_rows(results: DemoResults) -> list[tuple[str, str]]:
+    """The summary table: the loop against the static and the oracle model, and the loop's record."""
+    spec, served = results.spec, results.served
+    outcome = served["outcome"].to_numpy(dtype=float)
+    name = (
+        spec.gate.metric.upper() if spec.gate.metric in ("rmse", "mae", "auc") else spec.gate.metric
+    )
+    ops = results.history["metrics"]
+    values = {
+        f"loop {name} (served answers)": metric(
+            spec, outcome, served["score"].to_numpy(dtype=float)
+        ),
+        f"static {name} (first model, never retrained)": metric(spec, outcome, results.static),
+        f"oracle {name} (retrained every week)": metric(spec, outcome, results.oracle),
+    }
+    rows = [(k, "-" if v is None else f"{v:.4g}") for k, v in values.items()]
+    rows += [
+        ("requests served (with outcome)", f"{len(results.predictions[results.predictions['route'].isin(SERVED_ROUTES)])} ({len(served)})"),
+        ("retrainings", str(ops["retrainings"])),
+        ("promotions", str(ops["promotions"])),
+        ("rollbacks", str(ops["rollbacks"])),
+        ("time to recover (mean)", _days(ops["time_to_recover_s"])),
+        ("lead time trigger → promoted (mean)", _days(ops["lead_time_s"])),
+        ("change-failure rate", "-" if ops["change_failure_rate"] is None else f"{ops['change_failure_rate']:.0%}"),
+    ]  # fmt: skip
+    return rows
+
+
+def _days(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds / 86400:.1f} days"

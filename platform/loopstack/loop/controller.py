@@ -1,0 +1,273 @@
+"""The loop controller process: `python -m loopstack.loop.controller`.
+
+One member of the consumer group `loop.group` on `drift`, `quality` and `decisions`. Each event is
+applied exactly once with the store: decisions become history rows, champion drift and quality
+alerts become pending triggers. Every `loop.tick_s` it advances each model: a finished pipeline
+run, a new challenger to shadow, a rollout's next step (`rollout.RolloutController`), pending
+and scheduled triggers (`trigger.TriggerPolicy`). Serves `/metrics`; stops on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, delete, insert, select
+
+from loopstack.core.errors import LoopstackError, NotFound
+from loopstack.core.events import ConsumerRunner, EventLog, EventMetrics
+from loopstack.core.events.envelope import Event
+from loopstack.core.events.topics import DECISIONS, DRIFT, QUALITY
+from loopstack.core.modelspec import ModelSpec, list_model_specs, load_model_spec
+from loopstack.core.processes import ProcessSpec, consumer_process, stop_on_signals
+from loopstack.core.settings import Settings, load_settings
+from loopstack.loop.decisions import DecisionRecorder, EventPublisher
+from loopstack.loop.evidence import RolloutEvidence
+from loopstack.loop.history import DecisionHistory, ops_metrics, record_decision
+from loopstack.loop.metrics import LoopMetrics
+from loopstack.loop.rollout import RolloutController
+from loopstack.loop.schedule import CronSchedule
+from loopstack.loop.service import trigger_policy
+from loopstack.loop.store import LoopStore, naive
+from loopstack.loop.tables import pending_triggers
+from loopstack.loop.trigger import TriggerRequest
+from loopstack.registry.registry import CHAMPION, ModelRegistry
+from loopstack.serving.backends.base import Backend
+from loopstack.serving.deployments import DeploymentService
+
+__all__ = ["LoopController", "controller_spec", "main"]
+
+log = logging.getLogger(__name__)
+
+TOPICS = (DRIFT, QUALITY, DECISIONS)
+OPS_REFRESH_S = 15.0
+
+
+def _when(value: str) -> datetime:
+    return naive(datetime.fromisoformat(value.replace("Z", "+00:00")))
+
+
+def _pending(event: Event) -> dict[str, Any] | None:
+    """The trigger an alert asks for, or None (not an alert on a served model's health)."""
+    data = event.data
+    if event.name == "drift.v1":
+        if not data["drifted"] or data["status"] != "ok" or data["kind"] == "outlier":
+            return None
+        features = [f for f in data.get("features", []) if f["drifted"]]
+        detail = ", ".join(f"{f['feature']} (p={f['p_value']:.2g})" for f in features[:5])
+        return {"source": "drift", "at": _when(data["window_end"]),
+                "reason": f"{data['kind']} drift on v{data['version']}: {detail}",
+                "evidence": {"version": data["version"], "drift_event_id": event.id,
+                             "window_start": data["window_start"], "window_end": data["window_end"],
+                             "sample_size": data["sample_size"], "features": features}}  # fmt: skip
+    if event.name == "quality.v1":
+        if data["state"] != "degraded" or data["route"] != "champion":
+            return None
+        return {"source": "quality", "at": _when(data["window"]["end"]),
+                "reason": f"{data['metric']} of v{data['version']} degraded: {data['value']:.4g} "
+                          f"vs baseline {data['baseline']:.4g}",
+                "evidence": {"version": data["version"], "quality_event_id": event.id,
+                             "metric": data["metric"], "value": data["value"],
+                             "baseline": data["baseline"], "threshold": data.get("threshold"),
+                             "window": data["window"]}}  # fmt: skip
+    return None
+
+
+class LoopController:
+    """The consumer (history rows, pending triggers) and the per-model ticks."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        log_: EventLog,
+        store: LoopStore,
+        publisher: EventPublisher,
+        backend: Backend,
+        evidence: RolloutEvidence,
+        metrics: LoopMetrics | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.evidence = evidence
+        self.metrics = metrics or LoopMetrics()
+        recorder = DecisionRecorder(publisher)
+        registry = ModelRegistry(settings.mlflow_tracking_uri, publisher, source="loopstack/loop")
+        self.registry = registry
+        self.policy = trigger_policy(settings, store, recorder, backend, evidence)
+        self.history = DecisionHistory(store.engine)
+        self.rollout = RolloutController(
+            store, recorder, registry, DeploymentService(registry, backend), evidence,
+            self.spec, backend.pipeline_run, self.model_time,
+        )  # fmt: skip
+        self.runner = ConsumerRunner.from_settings(
+            settings.events, log_, store.store, group=settings.loop.group, topics=TOPICS,
+            handler=self._apply, metrics=EventMetrics(self.metrics.registry),
+        )  # fmt: skip
+        self._next_tick = 0.0
+        self._next_ops = 0.0
+
+    def model_time(self, model: str) -> datetime:
+        """The latest request time, else the latest decision's model time (before any traffic)."""
+        return self.evidence.now(model, self.history.latest_at(model))
+
+    def spec(self, model: str) -> ModelSpec:
+        """The model's spec (read on every use: edits apply without a restart)."""
+        return load_model_spec(self.settings.models_dir, model)
+
+    def _apply(self, event: Event, conn: Connection) -> None:
+        if event.name == "decision.v1":
+            record_decision(event, conn)
+            self.metrics.decided(event.data)
+            return
+        pending = _pending(event)
+        if pending is not None:
+            conn.execute(insert(pending_triggers).values(
+                event_id=event.id, model=event.data["model"], source=pending["source"],
+                at=pending["at"], reason=pending["reason"],
+                evidence=json.dumps(pending["evidence"], default=str),
+            ))  # fmt: skip
+
+    # --- ticks --------------------------------------------------------------------------------
+    def tick(self) -> None:
+        """Advance every model's loop once (a failing model is logged and retried next tick)."""
+        self._next_tick = time.monotonic() + self.settings.loop.tick_s
+        refresh_ops = time.monotonic() >= self._next_ops
+        if refresh_ops:  # model-ops gauges read the whole history: not on every tick
+            self._next_ops = time.monotonic() + OPS_REFRESH_S
+        controlled = self.settings.loop.models
+        for spec in list_model_specs(self.settings.models_dir):
+            if controlled is not None and spec.name not in controlled:
+                continue
+            try:
+                self.rollout.tick(spec.name)
+                self._triggers(spec)
+                if refresh_ops:
+                    self.metrics.set_ops(spec.name, ops_metrics(self.history.decisions(spec.name)))
+            except NotFound:
+                continue  # not registered yet: nothing to roll out or retrain against
+            except Exception:
+                log.exception("loop: tick of %s failed; retrying in %.0fs", spec.name,
+                              self.settings.loop.tick_s)  # fmt: skip
+
+    def _triggers(self, spec: ModelSpec) -> None:
+        with self.store.engine.connect() as conn:
+            rows = conn.execute(
+                select(pending_triggers).where(pending_triggers.c.model == spec.name)
+                .order_by(pending_triggers.c.at, pending_triggers.c.event_id)
+            ).mappings().all()  # fmt: skip
+        champion = self.registry.aliases(spec.name).get(CHAMPION) if rows else None
+        for row in rows:
+            evidence = json.loads(row["evidence"])
+            if evidence.get("version") == champion:
+                self._request(TriggerRequest(
+                    model=spec.name, source=row["source"], at=row["at"], reason=row["reason"],
+                    key=row["event_id"], evidence=evidence,
+                ))  # fmt: skip
+            with self.store.engine.begin() as conn:
+                conn.execute(
+                    delete(pending_triggers).where(pending_triggers.c.event_id == row["event_id"])
+                )
+        # At scale the schedule is the model's Argo CronWorkflow (charts/); here the loop keeps it.
+        if spec.trigger.schedule and self.settings.backend == "embedded":
+            self._schedule(spec)
+
+    def _schedule(self, spec: ModelSpec) -> None:
+        cron = CronSchedule.parse(spec.trigger.schedule or "")
+        now = self.model_time(spec.name)
+        with self.store.engine.begin() as conn:
+            checked = self.store.state(conn, spec.name)["schedule_checked_at"]
+            self.store.save(conn, spec.name, schedule_checked_at=now)
+        if checked is None or now < checked:
+            return  # first look (or a replay restarted the clock): nothing is overdue yet
+        due = cron.next_after(checked)
+        if due <= now:
+            self._request(TriggerRequest(
+                model=spec.name, source="schedule", at=due, key=f"schedule:{due.isoformat()}",
+                reason=f"scheduled retraining ({cron.expression}) due {due.isoformat()}",
+                evidence={"schedule": cron.expression},
+            ))  # fmt: skip
+
+    def _request(self, request: TriggerRequest) -> None:
+        try:
+            self.policy.request(request)
+        except LoopstackError as exc:  # the pipeline could not start: say so, do not retry forever
+            log.error("loop: %s trigger of %s could not start %s: %s", request.source,
+                      request.model, self.settings.loop.pipeline, exc.message)  # fmt: skip
+            self.policy.recorder.record(
+                request.model, "trigger_suppressed",
+                f"{request.reason}; suppressed: the pipeline could not start: {exc.message}",
+                request.at, request.key, {**request.evidence, "trigger_source": request.source},
+            )  # fmt: skip
+
+    # --- process ------------------------------------------------------------------------------
+    def run_once(self, timeout: float = 0.5) -> int:
+        """Apply one batch of events; tick when due. Returns the records processed."""
+        result = self.runner.run_once(timeout)
+        if time.monotonic() >= self._next_tick:
+            self.tick()
+        return result.records
+
+    def run(self, stop: threading.Event) -> None:
+        """Run until `stop` is set."""
+        while not stop.is_set():
+            self.run_once()
+
+    def close(self) -> None:
+        """Leave the consumer group."""
+        self.runner.close()
+
+
+def controller_spec(settings: Settings) -> ProcessSpec:
+    """How `loopstack up` starts the loop controller (health: its `/metrics`)."""
+    return consumer_process(
+        "loop",
+        "loopstack.loop.controller",
+        settings.host,
+        settings.loop.metrics_port,
+        "LOOPSTACK_LOOP__METRICS_PORT",
+        settings.as_env(),
+    )
+
+
+def main() -> None:
+    """Run the loop controller until SIGTERM or SIGINT."""
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    from loopstack.core.events import Publisher, open_event_log
+    from loopstack.monitoring.feedback.store import ReadModel
+    from loopstack.serving.backends import open_backend
+    from loopstack.serving.backends.embedded import EmbeddedBackend
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    settings = load_settings()
+    metrics = LoopMetrics(CollectorRegistry())
+    event_log = open_event_log(settings)
+    store = LoopStore.from_settings(settings)
+    read_model = ReadModel.from_settings(settings)
+    publisher = Publisher.open(settings, event_log, "loop", EventMetrics(CollectorRegistry()))
+    backend = open_backend(settings)
+    if isinstance(backend, EmbeddedBackend):
+        backend.warm()  # retrainings then start without importing their libraries first
+    controller = LoopController(settings, event_log, store, publisher, backend,
+                                RolloutEvidence(read_model.engine), metrics)  # fmt: skip
+    start_http_server(settings.loop.metrics_port, addr=settings.host, registry=metrics.registry)
+    stop = stop_on_signals()
+    log.info("loop controller: group %s on %s", settings.loop.group, ", ".join(TOPICS))
+    try:
+        controller.run(stop)
+    finally:
+        controller.close()
+        publisher.close(timeout=10)
+        read_model.close()
+        store.close()
+        event_log.close()
+        if isinstance(backend, EmbeddedBackend):
+            backend.close()
+
+
+if __name__ == "__main__":
+    main()
