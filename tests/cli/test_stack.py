@@ -39,7 +39,7 @@ def test_status_reports_every_component_healthy_at_its_url(stack: Stack) -> None
     drift_url = f"http://127.0.0.1:{stack.settings.drift.detector_port}"
     for url in (stack.settings.mlflow_tracking_uri, stack.settings.api_url, drift_url):
         assert url in result.stdout
-    assert result.stdout.count("healthy") == 6
+    assert result.stdout.count("healthy") == 7
     assert f"http://127.0.0.1:{stack.settings.serving.rest_port}" in result.stdout
     assert httpx.get(f"{stack.settings.api_url}/healthz").json()["status"] == "ok"
 
@@ -81,7 +81,7 @@ def test_down_stops_exactly_what_up_started(stack: Stack, tmp_path: Path) -> Non
     assert run_cli(env, "up").returncode == 0
     supervisor = Supervisor(settings_from(env).state_path)
     started = {p.name: p for p in supervisor.recorded()}
-    assert set(started) == {"api", "serving", "drift-consumer", "feedback"} and all(
+    assert set(started) == {"api", "serving", "drift-consumer", "feedback", "loop"} and all(
         p.alive() for p in started.values()
     )
     down = run_cli(env, "down")

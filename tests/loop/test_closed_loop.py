@@ -33,7 +33,7 @@ from tests.conftest import PROJECT_DIR, run_cli
 SMALL = {
     "quality": {"window_size": 48, "consecutive_windows": 1},
     "drift": {"window_size": 72, "min_window_size": 24},
-    "trigger": {"cooldown_s": 4 * 86400, "schedule": None},
+    "trigger": {"cooldown_s": 7 * 86400, "schedule": None},
     "rollout": {"effect_size": 0.35, "canary_steps": [25, 100], "step_min_samples": 24},
 }
 
@@ -42,9 +42,11 @@ SMALL = {
 def replayed(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[DemoResults, Path, dict[str, str]]]:
-    """Five replayed weeks of March/April 2011, with one sabotaged retraining."""
+    """Five replayed weeks of spring 2011 (demand grows fast), with one sabotaged retraining."""
     project = tmp_path_factory.mktemp("loop-project")
-    for name in ("pipelines", "feature_repo"):
+    # The project's code and data, with a models/ of its own (the drift runtime's environment
+    # lives under platform/).
+    for name in ("pipelines", "feature_repo", "platform"):
         (project / name).symlink_to(PROJECT_DIR / name)
     model_dir = project / "models" / "bike-demand"
     shutil.copytree(PROJECT_DIR / "models" / "bike-demand", model_dir)
@@ -53,8 +55,8 @@ def replayed(
         spec[section] = {**spec.get(section, {}), **values}
     (model_dir / "model.yaml").write_text(yaml.safe_dump(spec))
     args = argparse.Namespace(
-        model="bike-demand", train_until="2011-03-01", until="2011-04-05",
-        sabotage_at="2011-03-24", pace=0.02, state_dir=project / ".loopstack", report=None,
+        model="bike-demand", train_until="2011-04-01", until="2011-05-08",
+        sabotage_at="2011-04-22", pace=0.02, state_dir=project / ".loopstack", report=None,
         picture=None, keep=True, project_dir=project,
     )  # fmt: skip
     results, report, stack = run_demo(args)

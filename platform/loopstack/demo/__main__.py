@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,12 +18,12 @@ from rich.console import Console
 from rich.table import Table
 
 from loopstack.client import LoopstackClient
-from loopstack.core.errors import LoopstackError
+from loopstack.core.errors import LoopstackError, Unavailable
 from loopstack.core.modelspec import load_model_spec
 from loopstack.demo.environment import DemoStack
 from loopstack.demo.replay import Progress, Replay, feature_feed, labelled_history
 from loopstack.demo.report import write_report
-from loopstack.demo.summary import DemoResults, baselines, collect, summary_rows
+from loopstack.demo.summary import DemoResults, baselines, collect, summary_rows, weekly_oracle
 
 console = Console()
 
@@ -73,7 +74,7 @@ def _wait_for_champion(client: LoopstackClient, serving_url: str, model: str, ru
             shown = done
         time.sleep(2)
     if run["status"] != "succeeded":
-        raise SystemExit(f"the first training run {run_id} {run['status']}: {run['error']}")
+        raise Unavailable(f"the first training run {run_id} {run['status']}: {run['error']}")
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         try:
@@ -86,7 +87,7 @@ def _wait_for_champion(client: LoopstackClient, serving_url: str, model: str, ru
         if ready:
             return str(split["split"]["champion"])
         time.sleep(1)
-    raise SystemExit(
+    raise Unavailable(
         "the first model was not deployed and ready within three minutes; see logs/loop.log "
         "and logs/serving.log in the demo's state directory"
     )
@@ -94,7 +95,11 @@ def _wait_for_champion(client: LoopstackClient, serving_url: str, model: str, ru
 
 def main(argv: list[str] | None = None) -> None:
     """Run the demo end to end."""
-    run_demo(_parse(argv))
+    try:
+        run_demo(_parse(argv))
+    except LoopstackError as exc:
+        console.print(f"[bold red]error:[/] {exc.message}", highlight=False)
+        raise SystemExit(exc.exit_code) from None
 
 
 def run_demo(
@@ -109,6 +114,7 @@ def run_demo(
     console.rule(f"[bold]Loopstack closed-loop demo: {spec.name}")
     console.print(f"starting a demo stack in {stack.state_dir} (free loopback ports)")
     stack.up()
+    background = ProcessPoolExecutor(1)
     try:
         with LoopstackClient.from_settings(settings) as client:
             # Without a feed, the features come from the online store by entity key (customer
@@ -125,6 +131,9 @@ def run_demo(
                 f"  first model v{champion} trained on 2011-01-01 .. {args.train_until} is the champion"
             )
             rows = labelled_history(settings.feature_repo_dir, spec)
+            oracle = background.submit(
+                weekly_oracle, settings, spec, _utc(args.train_until), _utc(args.until)
+            )
             replay = Replay(
                 client, serving_url, spec, rows,
                 pace_s=args.pace, feed=feed, sabotage_at=_utc(args.sabotage_at) if args.sabotage_at else None,
@@ -138,9 +147,12 @@ def run_demo(
             time.sleep(5)  # the consumers apply the last outcomes
             history, predictions, drift = collect(client, spec.name)
         results = DemoResults(spec, history, predictions, drift)
-        console.print("computing the static and the weekly-retrained oracle baselines ...")
-        baselines(settings, spec, results, champion)
+        console.print(
+            "scoring the served requests with the static and the weekly-retrained oracle model"
+        )
+        baselines(settings, spec, results, champion, oracle.result())
     finally:
+        background.shutdown(cancel_futures=True)
         if not args.keep:
             stack.down()
     summary = summary_rows(results)
@@ -167,9 +179,10 @@ def _show(progress: Progress) -> None:
     """One line per simulated week, whenever the loop changes phase, and for each new note."""
     day = progress.day.date() if progress.day else None
     notes = progress.notes[int(_shown.get("notes", "0")) :]
-    if day is None or (day.weekday() != 0 and _shown.get("phase") == progress.phase and not notes):
+    weekly = day is not None and day.weekday() == 0 and _shown.get("day") != str(day)
+    if day is None or (not weekly and _shown.get("phase") == progress.phase and not notes):
         return
-    _shown.update(phase=progress.phase, notes=str(len(progress.notes)))
+    _shown.update(day=str(day), phase=progress.phase, notes=str(len(progress.notes)))
     console.print(
         f"  {day}  requests {progress.requests:5d}"
         + (f" ({progress.failed} failed)" if progress.failed else "")

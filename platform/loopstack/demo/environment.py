@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from loopstack.core.errors import ConfigurationError
 from loopstack.core.processes import child_environ, free_port
 from loopstack.core.settings import Settings, load_settings
 
@@ -35,6 +36,7 @@ class DemoStack:
             "LOOPSTACK_LOOP__TICK_S": "0.5",
             "LOOPSTACK_FEEDBACK__SWEEP_INTERVAL_S": "1",
             "LOOPSTACK_DRIFT__SWEEP_INTERVAL_S": "1",
+            "LOOPSTACK_SERVING__ASYNC_INFERENCE": "false",  # the replay calls REST only
             **{f"LOOPSTACK_{name}": str(free_port()) for name in _PORTS},
             **(extra or {}),
         }
@@ -64,7 +66,7 @@ class DemoStack:
             self._loopstack("down")
             shutil.rmtree(self.state_dir)
         if self._loopstack("up").returncode != 0:
-            raise SystemExit("the demo stack did not start; see the message above")
+            raise ConfigurationError("the demo stack did not start; see the message above")
 
     def down(self) -> None:
         """Stop the demo's stack."""

@@ -57,6 +57,14 @@ def _times(values: Sequence[str]) -> pd.DatetimeIndex:
     return pd.to_datetime(list(values), utc=True).tz_convert(None)
 
 
+def _legend_key(label: str) -> tuple[int, int, str]:
+    """Versions in numeric order, then the rest."""
+    head = label.split()[0]
+    if head.startswith("v") and head[1:].isdigit():
+        return (0, int(head[1:]), label)
+    return (1, 0, label)
+
+
 def _decision_markers(ax: Any, decisions: list[dict[str, Any]], y: float) -> None:
     for kind, (marker, color) in _MARKERS.items():
         chosen = [d for d in decisions if d["kind"] == kind]
@@ -86,11 +94,23 @@ def error_plot(results: DemoResults) -> str:
         ax.plot(series.index.get_level_values(2), values, _ROUTE_STYLES.get(str(route), "-"),
                 color=colour, lw=1.2, label=f"v{version} {route}")  # fmt: skip
         top = max(top, float(np.nanpercentile(values, 98)) if len(values) else 0.0)
+    if results.spec.task == "regression" and results.static is not None:
+        served = results.served
+        week = served["request_time"].dt.tz_convert(None).dt.to_period("W").dt.start_time.to_numpy()
+        for name, values, style in (("loop, weekly", served["score"].to_numpy(dtype=float), "k-"),
+                                    ("static model, weekly", results.static, "k--")):  # fmt: skip
+            error = pd.Series((values - served["outcome"].to_numpy(dtype=float)) ** 2, index=week)
+            weekly = np.sqrt(error.groupby(level=0).mean())
+            ax.plot(weekly.index, weekly.to_numpy(), style, lw=2.2, label=name, alpha=0.8)
     _decision_markers(ax, results.history["decisions"], top * 1.05 or 1.0)
     ax.set_ylim(0, (top or 1.0) * 1.15)
+    handles, labels = ax.get_legend_handles_labels()
+    order = sorted(range(len(labels)), key=lambda i: _legend_key(labels[i]))
+    fig.subplots_adjust(right=0.74)  # room for a two-column legend of every version
+    ax.legend([handles[i] for i in order], [labels[i] for i in order],
+              loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7, ncol=2)  # fmt: skip
     ax.set_title(f"{PLOT_TITLES[0]}: daily {label} of {results.spec.name}")
     ax.set_ylabel(label)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
     return _png(fig)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from datetime import UTC, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -19,7 +19,7 @@ from loopstack.client import LoopstackClient
 from loopstack.core.modelspec import ModelSpec
 from loopstack.core.settings import Settings
 
-__all__ = ["DemoResults", "collect", "baselines", "summary_rows"]
+__all__ = ["DemoResults", "baselines", "collect", "summary_rows", "weekly_oracle"]
 
 SERVED_ROUTES = ("champion", "canary")
 
@@ -79,15 +79,44 @@ def _inputs(served: pd.DataFrame) -> pd.DataFrame:
     return _numeric_as_float(pd.DataFrame(list(served["inputs"])))
 
 
+def weekly_oracle(
+    settings: Settings, spec: ModelSpec, start: datetime, end: datetime
+) -> dict[datetime, Any]:
+    """One model per week of [start, end), each fitted on the training window before its week.
+
+    Runs in a background process while the replay goes on (it needs only the offline store).
+    """
+    os.nice(19)  # the replay comes first
+    from threadpoolctl import threadpool_limits
+
+    from loopstack.features.training import training_frame
+    from loopstack.pipelines.modelcode import build_estimator, model_inputs
+
+    window = timedelta(days=spec.trigger.training_window_days)
+    frame = training_frame(settings, spec, start - window, end)
+    stamps = frame["event_timestamp"]
+    inputs = model_inputs(spec, list(frame.columns), "event_timestamp")
+    models: dict[datetime, Any] = {}
+    week = start
+    while week < end:
+        train = frame[(stamps < week) & (stamps >= week - window)]
+        if len(train) > 50:
+            model = build_estimator(spec, dict(spec.training.param_grid[0]))
+            with threadpool_limits(1):  # OpenMP threads spin: they would take both cores
+                model.fit(_numeric_as_float(train[inputs]), train[spec.target])
+            models[week] = model
+        week += timedelta(days=7)
+    return models
+
+
 def baselines(
-    settings: Settings, spec: ModelSpec, results: DemoResults, static_version: str
-) -> None:
-    """Score the served rows with the static model and with a weekly-retrained oracle."""
+    settings: Settings, spec: ModelSpec, results: DemoResults, static_version: str,
+    oracle: dict[datetime, Any],
+) -> None:  # fmt: skip
+    """Score the served rows with the static model and with the weekly-retrained oracle."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     import mlflow.sklearn
 
-    from loopstack.features.training import training_frame
-    from loopstack.pipelines.modelcode import build_estimator
     from loopstack.pipelines.training import predict_output
 
     served = results.served
@@ -96,26 +125,15 @@ def baselines(
     inputs = _inputs(served)
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     static = mlflow.sklearn.load_model(f"models:/{spec.name}/{static_version}")
-    results.static = predict_output(spec.task, static, inputs[list(static.feature_names_in_)])
-    times = served["request_time"].dt.tz_convert(None)
-    first = times.min().normalize()
-    window = timedelta(days=spec.trigger.training_window_days)
-    start = (first - window).to_pydatetime().replace(tzinfo=UTC)
-    end = times.max().to_pydatetime().replace(tzinfo=UTC) + timedelta(days=1)
-    frame = training_frame(settings, spec, start, end)
-    stamps = frame["event_timestamp"].dt.tz_convert(None)
-    oracle = np.full(len(served), np.nan)
     columns = list(static.feature_names_in_)
-    week = first
-    while week <= times.max():
+    results.static = predict_output(spec.task, static, inputs[columns])
+    times = served["request_time"].reset_index(drop=True)
+    predicted = np.full(len(served), np.nan)
+    for week, model in oracle.items():
         rows = ((times >= week) & (times < week + timedelta(days=7))).to_numpy()
-        train = frame[(stamps < week) & (stamps >= week - window)]
-        if rows.any() and len(train) > 50:
-            model = build_estimator(spec, dict(spec.training.param_grid[0]))
-            model.fit(_numeric_as_float(train[columns]), train[spec.target])
-            oracle[rows] = predict_output(spec.task, model, inputs.loc[rows, columns])
-        week += timedelta(days=7)
-    results.oracle = oracle
+        if rows.any():
+            predicted[rows] = predict_output(spec.task, model, inputs.loc[rows, columns])
+    results.oracle = predicted
 
 
 def metric(spec: ModelSpec, outcome: np.ndarray, predicted: np.ndarray | None) -> float | None:

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from loopstack.core.errors import ConfigurationError, InvalidInput, LoopstackError, NotFound
+from loopstack.core.errors import (
+    ConfigurationError,
+    InvalidInput,
+    LoopstackError,
+    NotFound,
+    Unavailable,
+)
 
 __all__ = [
     "PipelineDefinitionError",
@@ -10,6 +16,7 @@ __all__ = [
     "InvalidPipelineParams",
     "StepFailed",
     "DataValidationFailed",
+    "TrackingUnavailable",
 ]
 
 
@@ -42,3 +49,13 @@ class StepFailed(LoopstackError):
 
 class DataValidationFailed(InvalidInput):
     """Training data failed validation: fix the data or the window."""
+
+
+class TrackingUnavailable(Unavailable):
+    """MLflow did not answer a tracking call: check that it runs (`loopstack status`)."""
+
+    def __init__(self, uri: str, detail: str) -> None:
+        super().__init__(
+            f"MLflow tracking at {uri} failed ({detail}); check it runs (`loopstack status`) "
+            "or set LOOPSTACK_MLFLOW__TRACKING_URI"
+        )
