@@ -70,7 +70,8 @@ down: install ## Stop the embedded stack
 
 clean: ## Stop the stack and remove state, caches and environments
 	-[ -x .venv/bin/loopstack ] && .venv/bin/loopstack down
-	rm -rf .loopstack .venv $(DRIFT_DIR)/.venv $(TOOLS) .pytest_cache .mypy_cache .ruff_cache bench/results reports
+	-[ -x .venv/bin/loopstack ] && LOOPSTACK_STATE_DIR=.loopstack-demo .venv/bin/loopstack down
+	rm -rf .loopstack .loopstack-demo .venv $(DRIFT_DIR)/.venv $(TOOLS) .pytest_cache .mypy_cache .ruff_cache bench/results reports
 
 readme: install ## Regenerate the README's configuration table from the settings model
 	$(UV) run python -m loopstack.core.settings_doc README.md

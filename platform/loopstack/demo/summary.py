@@ -19,7 +19,7 @@ from loopstack.client import LoopstackClient
 from loopstack.core.modelspec import ModelSpec
 from loopstack.core.settings import Settings
 
-__all__ = ["DemoResults", "baselines", "collect", "summary_rows", "weekly_oracle"]
+__all__ = ["DemoResults", "Oracle", "baselines", "collect", "summary_rows", "weekly_oracle"]
 
 SERVED_ROUTES = ("champion", "canary")
 
@@ -75,13 +75,15 @@ def _numeric_as_float(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _inputs(served: pd.DataFrame) -> pd.DataFrame:
-    return _numeric_as_float(pd.DataFrame(list(served["inputs"])))
+@dataclass
+class Oracle:
+    """Weekly models and the point-in-time rows they were fitted from (by event time)."""
+
+    models: dict[datetime, Any]
+    rows: pd.DataFrame
 
 
-def weekly_oracle(
-    settings: Settings, spec: ModelSpec, start: datetime, end: datetime
-) -> dict[datetime, Any]:
+def weekly_oracle(settings: Settings, spec: ModelSpec, start: datetime, end: datetime) -> Oracle:
     """One model per week of [start, end), each fitted on the training window before its week.
 
     Runs in a background process while the replay goes on (it needs only the offline store).
@@ -106,14 +108,18 @@ def weekly_oracle(
                 model.fit(_numeric_as_float(train[inputs]), train[spec.target])
             models[week] = model
         week += timedelta(days=7)
-    return models
+    rows = frame[frame["event_timestamp"] >= start].drop_duplicates("event_timestamp")
+    return Oracle(models, _numeric_as_float(rows.set_index("event_timestamp")[inputs]))
 
 
 def baselines(
-    settings: Settings, spec: ModelSpec, results: DemoResults, static_version: str,
-    oracle: dict[datetime, Any],
-) -> None:  # fmt: skip
-    """Score the served rows with the static model and with the weekly-retrained oracle."""
+    settings: Settings, spec: ModelSpec, results: DemoResults, static_version: str, oracle: Oracle
+) -> None:
+    """Score the served rows with the static model and with the weekly-retrained oracle.
+
+    Inputs come from the offline store at each request's time, not from the logged inputs:
+    those have sensitive fields masked.
+    """
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     import mlflow.sklearn
 
@@ -122,17 +128,19 @@ def baselines(
     served = results.served
     if served.empty:
         return
-    inputs = _inputs(served)
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     static = mlflow.sklearn.load_model(f"models:/{spec.name}/{static_version}")
     columns = list(static.feature_names_in_)
-    results.static = predict_output(spec.task, static, inputs[columns])
     times = served["request_time"].reset_index(drop=True)
+    inputs = oracle.rows.reindex(pd.DatetimeIndex(times))[columns].reset_index(drop=True)
+    known = inputs.notna().any(axis=1).to_numpy()
+    results.static = np.full(len(served), np.nan)
+    results.static[known] = predict_output(spec.task, static, inputs[known])
     predicted = np.full(len(served), np.nan)
-    for week, model in oracle.items():
-        rows = ((times >= week) & (times < week + timedelta(days=7))).to_numpy()
+    for week, model in oracle.models.items():
+        rows = ((times >= week) & (times < week + timedelta(days=7))).to_numpy() & known
         if rows.any():
-            predicted[rows] = predict_output(spec.task, model, inputs.loc[rows, columns])
+            predicted[rows] = predict_output(spec.task, model, inputs[rows])
     results.oracle = predicted
 
 
