@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 from datetime import datetime
 from typing import Any
@@ -19,7 +18,13 @@ from typing import Any
 from sqlalchemy import Connection, delete, insert, select
 
 from loopstack.core.errors import LoopstackError, NotFound
-from loopstack.core.events import ConsumerRunner, EventLog, EventMetrics
+from loopstack.core.events import (
+    BatchResult,
+    ConsumerProcess,
+    ConsumerRunner,
+    EventLog,
+    EventMetrics,
+)
 from loopstack.core.events.envelope import Event
 from loopstack.core.events.topics import DECISIONS, DRIFT, QUALITY
 from loopstack.core.modelspec import ModelSpec, list_model_specs, load_model_spec
@@ -77,7 +82,7 @@ def _pending(event: Event) -> dict[str, Any] | None:
     return None
 
 
-class LoopController:
+class LoopController(ConsumerProcess):
     """The consumer (history rows, pending triggers) and the per-model ticks."""
 
     def __init__(
@@ -204,21 +209,12 @@ class LoopController:
             )  # fmt: skip
 
     # --- process ------------------------------------------------------------------------------
-    def run_once(self, timeout: float = 0.5) -> int:
-        """Apply one batch of events; tick when due. Returns the records processed."""
+    def run_once(self, timeout: float = 0.5) -> BatchResult:
+        """Apply one batch of events; tick when due."""
         result = self.runner.run_once(timeout)
         if time.monotonic() >= self._next_tick:
             self.tick()
-        return result.records
-
-    def run(self, stop: threading.Event) -> None:
-        """Run until `stop` is set."""
-        while not stop.is_set():
-            self.run_once()
-
-    def close(self) -> None:
-        """Leave the consumer group."""
-        self.runner.close()
+        return result
 
 
 def controller_spec(settings: Settings) -> ProcessSpec:

@@ -3,7 +3,7 @@ consumers, dead letters, metrics and tracing."""
 
 from __future__ import annotations
 
-from loopstack.core.events.consumer import BatchResult, ConsumerRunner, Handler
+from loopstack.core.events.consumer import BatchResult, ConsumerProcess, ConsumerRunner, Handler
 from loopstack.core.events.deadletter import DeadLetter
 from loopstack.core.events.envelope import Event
 from loopstack.core.events.log import EventLog, OutMessage, Record, dlq_topic, open_event_log
@@ -15,6 +15,7 @@ from loopstack.core.events.store import ConsumerStore
 
 __all__ = [
     "BatchResult",
+    "ConsumerProcess",
     "ConsumerRunner",
     "ConsumerStore",
     "DeadLetter",

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -29,7 +30,14 @@ from loopstack.core.events.store import ConsumerStore
 from loopstack.core.events.tracing import batch_span, event_span
 from loopstack.core.settings import EventsSettings
 
-__all__ = ["BatchHandler", "BatchResult", "ConsumerRunner", "Handler", "next_offsets"]
+__all__ = [
+    "BatchHandler",
+    "BatchResult",
+    "ConsumerProcess",
+    "ConsumerRunner",
+    "Handler",
+    "next_offsets",
+]
 
 log = logging.getLogger(__name__)
 
@@ -320,3 +328,31 @@ class ConsumerRunner:
     def close(self) -> None:
         """Leave the group."""
         self._sub.close()
+
+
+class ConsumerProcess(ABC):
+    """A consumer process's loop around its `ConsumerRunner`: `run_once` is its one step."""
+
+    runner: ConsumerRunner
+
+    @abstractmethod
+    def run_once(self, timeout: float = 0.5) -> BatchResult:
+        """Process one batch (and whatever housekeeping is due)."""
+
+    def run(self, stop: threading.Event, poll_timeout: float = 0.5) -> None:
+        """Process batches until `stop` is set."""
+        while not stop.is_set():
+            self.run_once(poll_timeout)
+
+    def drain(self, idle_polls: int = 2, timeout: float = 0.2) -> int:
+        """Process until `idle_polls` polls in a row return nothing; return records processed."""
+        total, idle = 0, 0
+        while idle < idle_polls:
+            result = self.run_once(timeout)
+            total += result.records
+            idle = idle + 1 if result.records == 0 else 0
+        return total
+
+    def close(self) -> None:
+        """Leave the consumer group."""
+        self.runner.close()

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -22,7 +21,13 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 
 from loopstack.core.errors import NotFound
-from loopstack.core.events import BatchResult, ConsumerRunner, EventLog, EventMetrics
+from loopstack.core.events import (
+    BatchResult,
+    ConsumerProcess,
+    ConsumerRunner,
+    EventLog,
+    EventMetrics,
+)
 from loopstack.core.events.topics import PREDICTIONS
 from loopstack.core.modelspec import DriftSpec, load_model_spec
 from loopstack.core.processes import ProcessSpec, consumer_process, stop_on_signals
@@ -66,7 +71,7 @@ class SpecCatalog:
         return self._cache[model]
 
 
-class DriftConsumer:
+class DriftConsumer(ConsumerProcess):
     """The window assigner on a consumer runner, plus the reporter between batches."""
 
     def __init__(
@@ -132,24 +137,6 @@ class DriftConsumer:
         except Exception:  # reporting must not stop consuming; the windows persist, retried
             log.exception("drift: %s step failed; retrying on the next sweep", name)
             return 0
-
-    def run(self, stop: threading.Event, poll_timeout: float = 0.5) -> None:
-        """Process batches until `stop` is set."""
-        while not stop.is_set():
-            self.run_once(poll_timeout)
-
-    def drain(self, idle_polls: int = 2, timeout: float = 0.2) -> int:
-        """Process until `idle_polls` polls in a row return nothing; return records processed."""
-        total, idle = 0, 0
-        while idle < idle_polls:
-            result = self.run_once(timeout)
-            total += result.records
-            idle = idle + 1 if result.records == 0 else 0
-        return total
-
-    def close(self) -> None:
-        """Leave the consumer group."""
-        self.runner.close()
 
 
 def consumer_spec(settings: Settings) -> ProcessSpec:

@@ -14,14 +14,19 @@ metrics on `127.0.0.1:<feedback.metrics_port>/metrics` and stops on SIGTERM.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
 
 from prometheus_client import CollectorRegistry
 
-from loopstack.core.events import BatchResult, ConsumerRunner, EventLog, EventMetrics
+from loopstack.core.events import (
+    BatchResult,
+    ConsumerProcess,
+    ConsumerRunner,
+    EventLog,
+    EventMetrics,
+)
 from loopstack.core.events.topics import OUTCOMES, PREDICTIONS
 from loopstack.core.processes import ProcessSpec, consumer_process, stop_on_signals
 from loopstack.core.settings import Settings, load_settings
@@ -51,7 +56,7 @@ def catalog_for(settings: Settings) -> ModelCatalog:
     )
 
 
-class FeedbackConsumer:
+class FeedbackConsumer(ConsumerProcess):
     """The projector on a consumer runner, plus the housekeeping between batches."""
 
     def __init__(
@@ -146,24 +151,6 @@ class FeedbackConsumer:
                     self.settings.feedback.sweep_interval_s,
                 )
         return done
-
-    def run(self, stop: threading.Event, poll_timeout: float = 0.5) -> None:
-        """Process batches until `stop` is set."""
-        while not stop.is_set():
-            self.run_once(poll_timeout)
-
-    def drain(self, idle_polls: int = 2, timeout: float = 0.2) -> int:
-        """Process until `idle_polls` polls in a row return nothing; return records processed."""
-        total, idle = 0, 0
-        while idle < idle_polls:
-            result = self.run_once(timeout)
-            total += result.records
-            idle = idle + 1 if result.records == 0 else 0
-        return total
-
-    def close(self) -> None:
-        """Leave the consumer group."""
-        self.runner.close()
 
 
 def consumer_spec(settings: Settings) -> ProcessSpec:
