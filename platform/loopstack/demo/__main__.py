@@ -8,8 +8,8 @@ of the year hour by hour, and writes the report. See README "The closed loop".
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import time
-from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -26,6 +26,9 @@ from loopstack.demo.report import write_report
 from loopstack.demo.summary import DemoResults, baselines, collect, summary_rows, weekly_oracle
 
 console = Console()
+
+# The oracle may still be fitting when the replay ends (one niced thread); past this, give up.
+ORACLE_WAIT_S = 900
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -114,7 +117,10 @@ def run_demo(
     console.rule(f"[bold]Loopstack closed-loop demo: {spec.name}")
     console.print(f"starting a demo stack in {stack.state_dir} (free loopback ports)")
     stack.up()
-    background = ProcessPoolExecutor(1)
+    # Spawned, not forked: a forked child deadlocks in dask's thread pool (Feast's offline
+    # retrieval) once the parent process has used it, as a test session has.
+    background = multiprocessing.get_context("spawn").Pool(1)
+    finished = False
     try:
         with LoopstackClient.from_settings(settings) as client:
             # Without a feed, the features come from the online store by entity key (customer
@@ -131,8 +137,8 @@ def run_demo(
                 f"  first model v{champion} trained on 2011-01-01 .. {args.train_until} is the champion"
             )
             rows = labelled_history(settings.feature_repo_dir, spec)
-            oracle = background.submit(
-                weekly_oracle, settings, spec, _utc(args.train_until), _utc(args.until)
+            oracle = background.apply_async(
+                weekly_oracle, (settings, spec, _utc(args.train_until), _utc(args.until))
             )
             replay = Replay(
                 client, serving_url, spec, rows,
@@ -150,10 +156,18 @@ def run_demo(
         console.print(
             "scoring the served requests with the static and the weekly-retrained oracle model"
         )
-        baselines(settings, spec, results, champion, oracle.result())
+        try:
+            weekly = oracle.get(timeout=ORACLE_WAIT_S)
+        except multiprocessing.TimeoutError:
+            raise Unavailable(
+                f"the weekly oracle did not finish within {ORACLE_WAIT_S} s of the replay's end "
+                "(it fits on one niced thread): free some CPU or replay a shorter --until"
+            ) from None
+        baselines(settings, spec, results, champion, weekly)
+        finished = True
     finally:
-        background.shutdown(cancel_futures=True)
-        if not args.keep:
+        background.terminate()
+        if not (args.keep and finished):  # a failed demo never leaves its stack behind
             stack.down()
     summary = summary_rows(results)
     table = Table(

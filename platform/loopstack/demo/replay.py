@@ -22,7 +22,7 @@ import httpx
 import pandas as pd
 
 from loopstack.client import LoopstackClient
-from loopstack.core.errors import LoopstackError
+from loopstack.core.errors import LoopstackError, Unavailable
 from loopstack.core.modelspec import ModelSpec
 
 __all__ = ["FEATURE_FEEDS", "Progress", "Replay", "feature_feed", "labelled_history"]
@@ -31,6 +31,8 @@ OUTCOME_DELAY = timedelta(days=1)
 BLOCK_HOURS = 6
 """Hours sent together; between blocks the replay asks whether the loop is retraining."""
 CONCURRENCY = 4
+TRAINING_WAIT_S = 900
+"""A retraining takes under a minute here; one running past this is stuck."""
 FEATURE_FEEDS = {"bike-demand": "bike_demand_lags.parquet"}
 """Models whose app knows time-dependent features itself (file of values by event time)."""
 
@@ -158,6 +160,11 @@ class Replay:
         """Stop the simulated clock while the model is retrained."""
         started = time.monotonic()
         while (phase := self._state()["phase"]) == "training":
+            if time.monotonic() - started > TRAINING_WAIT_S:
+                raise Unavailable(
+                    f"a retraining of {self.spec.name} has run for over {TRAINING_WAIT_S} s: "
+                    "see logs/loop.log and `loopstack pipelines runs` in the demo's state directory"
+                )
             self.progress.phase = "training (clock stopped)"
             self.on_day(self.progress)
             time.sleep(1.0)
