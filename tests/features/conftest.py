@@ -43,6 +43,16 @@ def features(tmp_path_factory: pytest.TempPathFactory) -> Features:
     return Features(settings, store)
 
 
+@pytest.fixture(scope="session", params=["duckdb", "file"])
+def engines(request: pytest.FixtureRequest, features: Features) -> Features:
+    """The session's store through each offline engine (DuckDB, Dask): same registry and files."""
+    sections = {"offline_store": request.param}
+    settings = features.settings.model_copy(
+        update={"features": features.settings.features.model_copy(update=sections)}
+    )
+    return Features(settings, feature_store.open_store(settings))
+
+
 @pytest.fixture(scope="session")
 def bike_spec() -> ModelSpec:
     """The bike-demand model spec."""

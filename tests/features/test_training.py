@@ -1,4 +1,5 @@
-"""Point-in-time correctness of training frames on the real data, and Feast's dropped-row trap."""
+"""Point-in-time correctness of training frames on the real data, through both offline engines,
+and the Dask engine's dropped-row trap."""
 
 from __future__ import annotations
 
@@ -44,7 +45,7 @@ def lags_from_raw_series(labels: pd.DataFrame, at: pd.Series) -> pd.DataFrame:
 
 
 # Windows holding most of the 115 missing hours: Jan 18, Jan 26-27, Feb 22 and hurricane Irene
-# (Aug 27-28). A whole year works too but costs about a minute in the Dask store (see CHUNK_ROWS).
+# (Aug 27-28). A whole year works too but costs about a minute in the Dask engine (see CHUNK_ROWS).
 WINDOWS = [
     (datetime(2011, 1, 1, tzinfo=UTC), datetime(2011, 3, 1, tzinfo=UTC)),
     (datetime(2011, 8, 22, tzinfo=UTC), datetime(2011, 9, 2, tzinfo=UTC)),
@@ -53,13 +54,13 @@ WINDOWS = [
 
 @pytest.mark.parametrize(("start", "end"), WINDOWS, ids=["jan-feb", "irene"])
 def test_bike_training_frame_is_point_in_time_correct(
-    features: Features,
+    engines: Features,
     bike_spec: ModelSpec,
     bike_labels: pd.DataFrame,
     start: datetime,
     end: datetime,
 ) -> None:
-    frame = training_frame(features.settings, bike_spec, start, end, store=features.store)
+    frame = training_frame(engines.settings, bike_spec, start, end, store=engines.store)
 
     in_window = bike_labels["event_timestamp"].between(start, end, inclusive="left")
     assert len(frame) == in_window.sum() > 200  # no label row lost to the TTL trap
@@ -114,10 +115,15 @@ def test_credit_training_frame_window_and_snapshot(
     np.testing.assert_allclose(frame["income"], snapshot["income"])
 
 
-def test_feast_drops_rows_outside_ttl_and_we_reattach_them_in_order(
-    features: Features, bike_lags: pd.DataFrame
+# Rows each engine returns itself for the two entity frames below: Dask drops what has data but
+# none within the TTL (and one of two identical rows); DuckDB keeps every row.
+RAW_ROWS = {"file": (2, 2), "duckdb": (4, 3)}
+
+
+def test_rows_outside_ttl_come_back_missing_in_input_order_on_both_engines(
+    engines: Features, bike_lags: pd.DataFrame
 ) -> None:
-    service = feature_service(features.store, "bike_demand_v1")
+    service = feature_service(engines.store, "bike_demand_v1")
     when = pd.to_datetime(
         ["2011-06-01 12:00", "2012-06-01 00:00", "2011-03-01 10:00", "2011-06-01 12:00"], utc=True
     )
@@ -125,12 +131,12 @@ def test_feast_drops_rows_outside_ttl_and_we_reattach_them_in_order(
         {"city_id": "dc", "event_timestamp": when, "request_id": [7, 8, 9, 10]}
     )
 
-    # The trap is real in this Feast: the row of 2012-06-01 (data exists, none within the 2h
-    # TTL) vanishes, and so does one of the two identical rows (7 and 10).
-    raw = features.store.get_historical_features(entity_df=entity_df, features=service).to_df()
-    assert len(raw) == 2
+    # The trap is real in Dask: the row of 2012-06-01 (data exists, none within the 2h TTL)
+    # vanishes, and so does one of the two identical rows (7 and 10).
+    raw = engines.store.get_historical_features(entity_df=entity_df, features=service).to_df()
+    assert len(raw) == RAW_ROWS[engines.settings.features.offline_store][0]
 
-    got = historical_features(features.store, service, entity_df)
+    got = historical_features(engines.store, service, entity_df)
     assert len(got) == 4
     assert got["request_id"].tolist() == [7, 8, 9, 10]  # input order and extra columns kept
     assert got.loc[1, LAGS].isna().all()
@@ -141,13 +147,13 @@ def test_feast_drops_rows_outside_ttl_and_we_reattach_them_in_order(
     assert str(got["bikers_last_hour"].dtype) == "Int64"  # no drift to float64 with the gap
 
     with pytest.raises(FeaturesOutsideTtl, match="1 of 4 entity rows"):
-        historical_features(features.store, service, entity_df, missing="raise")
+        historical_features(engines.store, service, entity_df, missing="raise")
 
 
 def test_credit_rows_before_the_first_snapshot_are_kept_as_unknown(
-    features: Features, customers: pd.DataFrame
+    engines: Features, customers: pd.DataFrame
 ) -> None:
-    service = feature_service(features.store, "credit_default_v1")
+    service = feature_service(engines.store, "credit_default_v1")
     known = customers.iloc[5000]  # a mid-year customer
     before = known["event_timestamp"] - timedelta(days=1)
     entity_df = pd.DataFrame(
@@ -156,10 +162,11 @@ def test_credit_rows_before_the_first_snapshot_are_kept_as_unknown(
             "event_timestamp": [before, known["event_timestamp"], known["event_timestamp"]],
         }
     )
-    raw = features.store.get_historical_features(entity_df=entity_df, features=service).to_df()
-    assert len(raw) == 2  # Feast drops the "before" row, keeps the unknown customer with NaN
+    raw = engines.store.get_historical_features(entity_df=entity_df, features=service).to_df()
+    # Dask drops the "before" row and keeps the unknown customer with NaN; DuckDB keeps both.
+    assert len(raw) == RAW_ROWS[engines.settings.features.offline_store][1]
 
-    got = historical_features(features.store, service, entity_df)
+    got = historical_features(engines.store, service, entity_df)
     assert len(got) == 3
     assert got.loc[[0, 1], ["student", "balance", "income"]].isna().all().all()
     assert got.loc[2, "student"] == known["student"]

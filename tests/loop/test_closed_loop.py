@@ -9,11 +9,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import matplotlib.image
 import numpy as np
 import pytest
@@ -28,6 +30,7 @@ from loopstack.demo.report import (
 )
 from loopstack.demo.summary import DemoResults, metric
 
+from tests.charts.tools import CHART
 from tests.conftest import PROJECT_DIR, run_cli
 
 SMALL = {
@@ -173,3 +176,31 @@ def test_the_report_renders_offline_with_every_plot_drawn(
         drawn = (area < 0.95).any(axis=2).mean()
         colours = len(np.unique((area * 255).astype(np.uint8).reshape(-1, 3), axis=0))
         assert drawn > 0.02 and colours > 20, f"plot {title!r} looks blank ({drawn:.1%} drawn)"
+
+
+# Every process of the stack that serves Prometheus metrics, by the setting naming its port.
+METRICS_PORTS = (
+    "API__PORT", "SERVING__REST_PORT", "DRIFT__METRICS_PORT", "FEEDBACK__METRICS_PORT",
+    "LOOP__METRICS_PORT",
+)  # fmt: skip
+
+
+def test_every_metric_the_alerts_and_dashboards_use_is_exported_live(
+    replayed: tuple[DemoResults, Path, dict[str, str]],
+) -> None:
+    """No alert or panel on a metric nothing exports: scrape each component after the replay."""
+    env = replayed[2]
+    families: set[str] = set()
+    for setting in METRICS_PORTS:
+        url = f"http://127.0.0.1:{env['LOOPSTACK_' + setting]}/metrics"
+        scrape = httpx.get(url, timeout=10)
+        assert scrape.status_code == 200, f"{url}: {scrape.status_code}"
+        # Sample names, and families declared before their first labelled sample.
+        families |= set(re.findall(r"^(?:# TYPE )?(loopstack_[a-z0-9_]+)", scrape.text, re.M))
+    used = set((CHART / "files" / "metrics.txt").read_text().split())
+    # A counter's or histogram's TYPE line names the family without its sample suffix.
+    missing = {
+        m for m in used
+        if not {m, m.removesuffix("_total"), m.removesuffix("_bucket")} & families
+    }  # fmt: skip
+    assert not missing, f"rules or dashboards use metrics no component exports: {sorted(missing)}"

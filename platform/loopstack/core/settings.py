@@ -65,6 +65,8 @@ class FeaturesSettings(_Section):
 
     online_store: Literal["sqlite", "redis"] = "sqlite"
     """Online store: SQLite file (embedded) or Redis (scale)."""
+    offline_store: Literal["duckdb", "file"] = "duckdb"
+    """Feast's engine over the repo's parquet files: DuckDB (an as-of join) or Dask (`file`, slower)."""
     redis_url: str = "redis://127.0.0.1:6379/0"
     """Redis connection string when `online_store` is `redis`."""
 

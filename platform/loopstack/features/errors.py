@@ -74,7 +74,7 @@ class EmptyWindow(InvalidInput):
 
 
 class FeaturesOutsideTtl(InvalidInput):
-    """Entity rows have feature data, but none within the TTL before their time."""
+    """Entity rows have no feature row within the TTL before their time (or none at all)."""
 
     def __init__(self, service: str, count: int, total: int, example: str) -> None:
         super().__init__(

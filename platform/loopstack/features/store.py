@@ -1,8 +1,8 @@
 """Open the Feast store for the settings; apply the repository; materialize to the online store.
 
 The Feast configuration is built in code: `feature_repo/feature_store.yaml` gives the project,
-provider, offline store and serialization version, and Settings decide where the registry and
-the online store live (the state dir, never the repository).
+provider and serialization version, and Settings decide the offline engine and where the
+registry and the online store live (the state dir, never the repository).
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import yaml
-from feast import FeatureStore, RepoConfig
+from feast import FeatureStore, FileSource, RepoConfig
 from feast.feature_view import DUMMY_ENTITY
+from feast.repo_contents import RepoContents
 from feast.repo_operations import extract_objects_for_apply_delete
 
 from loopstack.core.settings import FeaturesSettings, Settings
@@ -36,7 +37,7 @@ log = logging.getLogger(__name__)
 
 STORE_YAML = "feature_store.yaml"
 # Keys of feature_store.yaml the code path keeps; the rest come from Settings.
-_KEPT_KEYS = ("project", "provider", "offline_store", "entity_key_serialization_version")
+_KEPT_KEYS = ("project", "provider", "entity_key_serialization_version")
 
 
 def feast_dir(settings: Settings) -> Path:
@@ -83,7 +84,7 @@ def repo_config(settings: Settings) -> RepoConfig:
     folder.mkdir(parents=True, exist_ok=True)
     base = {key: raw[key] for key in _KEPT_KEYS if key in raw}
     return RepoConfig(
-        **{"provider": "local", "offline_store": {"type": "file"}, **base},
+        **{"provider": "local", **base, "offline_store": {"type": settings.features.offline_store}},
         registry={"registry_type": "file", "path": str(folder / "registry.db")},
         online_store=_online_store(settings.features, folder),
         repo_path=repo_dir,
@@ -102,6 +103,7 @@ def apply(settings: Settings, store: FeatureStore | None = None) -> FeatureStore
     """
     store = store or open_store(settings)
     contents = load_repo(settings.feature_repo_dir)
+    _absolute_paths(contents, settings.feature_repo_dir)
     contents.entities.append(DUMMY_ENTITY)  # Feast registers it for entity-less views
     to_apply, to_delete, _, _ = extract_objects_for_apply_delete(
         store.project, store.registry, contents
@@ -111,6 +113,16 @@ def apply(settings: Settings, store: FeatureStore | None = None) -> FeatureStore
     store.apply(objects, objects_to_delete=to_delete, partial=False)
     log.info("feast apply: %d objects applied, %d deleted", len(objects), len(to_delete))
     return store
+
+
+def _absolute_paths(contents: RepoContents, repo_dir: Path) -> None:
+    """Anchor relative FileSource paths at the repo: the DuckDB store reads them from the cwd."""
+    sources = [*contents.data_sources, *(v.batch_source for v in contents.feature_views)]
+    for source in sources:
+        batch = getattr(source, "batch_source", None)  # a PushSource's offline half
+        for file in (source, batch):
+            if isinstance(file, FileSource) and "://" not in file.path:
+                file.file_options.uri = str((repo_dir / file.path).resolve())
 
 
 def as_utc(moment: datetime) -> datetime:

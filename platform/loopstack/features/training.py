@@ -1,11 +1,12 @@
 """Point-in-time-correct training frames from the Feast offline store.
 
-Feast's Dask offline store has a trap this module closes: `get_historical_features` silently
-DROPS an entity row whose entity has feature rows, but none inside [ts - ttl, ts] (rows of
-entities with no data at all are kept, with NaN). It also returns rows in another order and
-turns integer features with gaps into float64. `historical_features` tags every entity row,
-re-attaches dropped rows with missing features (or raises, with `missing="raise"`), restores
-the input order and casts each feature back to the type its feature view declares.
+Feast's Dask offline store (`features.offline_store: file`) has a trap this module closes:
+`get_historical_features` silently DROPS an entity row whose entity has feature rows, but none
+inside [ts - ttl, ts] (rows of entities with no data at all are kept, with NaN); DuckDB keeps
+them, with NaN. Both return rows in another order and may turn integer features with gaps into
+float64. `historical_features` tags every entity row, re-attaches dropped rows with missing
+features (or raises for rows with nothing known, with `missing="raise"`), restores the input
+order and casts each feature back to the type its feature view declares.
 
 Why NaN by default: "no feature row within the TTL" means "nothing known at that time",
 which is what Feast already says for unknown entities; dropping the row would silently
@@ -48,10 +49,11 @@ log = logging.getLogger(__name__)
 EVENT_TIMESTAMP = "event_timestamp"
 _ROW = "__loopstack_row"
 Missing = Literal["nan", "raise"]
-CHUNK_ROWS = 1000
-"""Entity rows per Feast call. The Dask store joins each entity row with EVERY feature row of
-its entity before filtering by time (a city's hourly history: 1000 rows x 8761 = 8.8M rows),
-so chunks bound memory; the work stays proportional to rows x history (about 6 s/1000 here)."""
+CHUNK_ROWS = {"file": 1000, "duckdb": 100_000}
+"""Entity rows per Feast call, by offline engine. The Dask store joins each entity row with EVERY
+feature row of its entity before filtering by time (a city's hourly history: 1000 rows x 8761 =
+8.8M rows), so chunks bound memory; the work stays proportional to rows x history (about
+6 s/1000 here). DuckDB's as-of join needs no such bound: a chunk costs a query's overhead."""
 
 # pandas dtype each Feast scalar type should come back as; nullable ints/bools keep their kind.
 _PANDAS_DTYPES: dict[PrimitiveFeastType, str] = {
@@ -81,7 +83,7 @@ def historical_features(
     *,
     timestamp_column: str = EVENT_TIMESTAMP,
     missing: Missing = "nan",
-    chunk_rows: int = CHUNK_ROWS,
+    chunk_rows: int | None = None,
 ) -> pd.DataFrame:
     """Join the service's features onto `entity_df` as of each row's time: one row per input row.
 
@@ -90,9 +92,9 @@ def historical_features(
         service: the FeatureService whose features are joined.
         entity_df: entity rows: join keys, `timestamp_column`, any other columns (kept as-is).
         timestamp_column: column holding each row's event time (naive means UTC).
-        missing: what to do with rows Feast drops (no feature row within the TTL): `nan`
-            re-attaches them with missing features, `raise` raises FeaturesOutsideTtl.
-        chunk_rows: distinct entity rows per Feast call (bounds memory, see CHUNK_ROWS).
+        missing: what to do with rows that get no feature at all (no feature row within the
+            TTL): `nan` keeps them with missing features, `raise` raises FeaturesOutsideTtl.
+        chunk_rows: distinct entity rows per Feast call (default: the engine's CHUNK_ROWS).
 
     Returns:
         `entity_df`'s columns in its row order (index reset), then one column per feature,
@@ -117,12 +119,14 @@ def historical_features(
     # Feast also collapses rows with the same keys and time: ask once per distinct row.
     unique = query.drop_duplicates().reset_index(drop=True)
     unique[_ROW] = range(len(unique))
-    found = _feast_join(store, service, unique, chunk_rows)
-    lost = unique.index.difference(found.index)
+    step = chunk_rows or CHUNK_ROWS.get(store.config.offline_store.type, 1000)
+    found = _feast_join(store, service, unique, step)
     row_of = query.merge(unique, on=[*keys, EVENT_TIMESTAMP], how="left")[_ROW]
-    if len(lost):
-        hit = row_of.isin(lost)
-        first = unique.loc[lost[0]]
+    joined = found.reindex(row_of.to_numpy())[list(features)].reset_index(drop=True)
+    # Rows Dask dropped and rows DuckDB returned empty alike: nothing known at that time.
+    hit = joined.isna().all(axis=1)
+    if hit.any():
+        first = query[hit].iloc[0]
         example = ", ".join(f"{k}={first[k]!r}" for k in [*keys, EVENT_TIMESTAMP])
         if missing == "raise":
             raise FeaturesOutsideTtl(service.name, int(hit.sum()), len(rows), example)
@@ -134,7 +138,6 @@ def historical_features(
             len(rows),
             example,
         )
-    joined = found.reindex(row_of.to_numpy())[list(features)].reset_index(drop=True)
     for name, dtype in features.items():
         joined[name] = _fix_dtype(joined[name], dtype)
     clashes = set(features) & set(rows.columns)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any, TypeVar
 
 from loopstack.core.errors import Conflict, Forbidden, NotFound, Unavailable
@@ -35,6 +36,11 @@ _PHASES = {
     "Failed": "failed",
     "Error": "failed",
 }
+
+
+def _epoch(stamp: str) -> float:
+    """Seconds since the epoch of a Kubernetes RFC 3339 timestamp (`2024-05-01T10:00:00Z`)."""
+    return datetime.fromisoformat(stamp).timestamp()
 
 
 def _model_uri(model: str, version: str) -> str:
@@ -149,9 +155,12 @@ class KubernetesBackend(Backend):
 
     def _call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError
 
         try:
             return fn(*args, **kwargs)
+        except HTTPError as exc:
+            raise Unavailable(f"{what}: the Kubernetes API is unreachable ({exc})") from exc
         except ApiException as exc:
             if exc.status == 403:
                 raise Forbidden(
@@ -185,14 +194,18 @@ class KubernetesBackend(Backend):
                     split.model,
                 )
             except NotFound:
-                created = self._call(
-                    "create InferenceService",
-                    self.api.create_namespaced_custom_object,
-                    *KSERVE[:2],
-                    ns,
-                    KSERVE[2],
-                    body,
-                )
+                body["metadata"].pop("resourceVersion", None)  # deleted since an earlier read
+                try:
+                    created = self._call(
+                        "create InferenceService",
+                        self.api.create_namespaced_custom_object,
+                        *KSERVE[:2],
+                        ns,
+                        KSERVE[2],
+                        body,
+                    )
+                except Conflict:  # created concurrently since the read: replace it instead
+                    continue
                 return Deployment(split=split_of(created), ready=False, detail="created")
             body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
             try:
@@ -205,7 +218,7 @@ class KubernetesBackend(Backend):
                     split.model,
                     body,
                 )
-            except Conflict:
+            except (Conflict, NotFound):  # changed or deleted since the read: read again
                 time.sleep(0.2)
                 continue
             return Deployment(split=split_of(replaced), ready=False, detail="updated")
@@ -285,12 +298,19 @@ class KubernetesBackend(Backend):
             for name, node in status.get("nodes", {}).items()
             if node.get("type") == "Pod"
         ]
+        run_status = _PHASES.get(status.get("phase", "Pending"), "running")
+        # Argo fails a Workflow it terminated; Loopstack reports that as the cancel it was.
+        if run_status == "failed" and workflow["spec"].get("shutdown"):
+            run_status = "cancelled"
+        started = status.get("startedAt") or workflow["metadata"].get("creationTimestamp")
         return RunState(
             run_id=workflow["metadata"].get("name", workflow["metadata"].get("generateName", "")),
             pipeline=workflow["metadata"].get("labels", {}).get("loopstack.io/pipeline", ""),
             params=params,
             run_dir="",
-            status=_PHASES.get(status.get("phase", "Pending"), "running"),
+            status=run_status,
+            started_at=_epoch(started) if started else time.time(),
+            finished_at=_epoch(status["finishedAt"]) if status.get("finishedAt") else None,
             error=status.get("message", ""),
             tasks=tasks,
         )
