@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -144,9 +145,22 @@ def credit_frame() -> pd.DataFrame:
 
 
 def _register(
-    client: MlflowClient, name: str, model: Any, inputs: pd.DataFrame, output: Any
+    client: MlflowClient,
+    name: str,
+    model: Any,
+    inputs: pd.DataFrame,
+    output: Any,
+    sensitive: list[str] | None = None,
 ) -> str:
-    with mlflow.start_run():
+    with mlflow.start_run(), tempfile.TemporaryDirectory() as folder:
+        # The train pipeline's reference sample (sensitive fields left out): explanations use
+        # it as their background.
+        reference = Path(folder) / "reference.parquet"
+        sample = inputs.drop(columns=sensitive or []).sample(
+            n=min(200, len(inputs)), random_state=0
+        )
+        sample.to_parquet(reference, index=False)
+        mlflow.log_artifact(str(reference), artifact_path="reference")
         info = mlflow.sklearn.log_model(
             model,
             name="model",
@@ -188,7 +202,9 @@ def register_models(settings: Settings) -> dict[str, str]:
         classifier = build_estimator(credit_spec, {"model": "logistic", "C": strength})
         classifier.fit(x, credit["default"])
         output = classifier.predict_proba(x.head(5))[:, 1]
-        versions[role] = _register(client, CREDIT, classifier, x, output)
+        versions[role] = _register(
+            client, CREDIT, classifier, x, output, credit_spec.sensitive_fields
+        )
     return versions
 
 

@@ -114,6 +114,8 @@ postgresql+psycopg://{{ include "loopstack.pg.user" $root }}:$(POSTGRES_PASSWORD
   value: {{ include "loopstack.pg.url" (list . "loopstack") | quote }}
 - name: LOOPSTACK_DRIFT__STORE_URL
   value: {{ include "loopstack.pg.url" (list . "loopstack") | quote }}
+- name: LOOPSTACK_AUTH__STORE_URL
+  value: {{ include "loopstack.pg.url" (list . "loopstack") | quote }}
 {{- end }}
 
 {{/* ---------- Redis (Feast online store): in-chart unless external.redis.host is set ---------- */}}

@@ -6,12 +6,24 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Response
+from fastapi import Depends, FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from loopstack import __version__
+from loopstack.api.audit import install_audit
+from loopstack.api.auth import authorizer
 from loopstack.api.errors import install_error_handlers
-from loopstack.api.routes import drift, features, feedback, loop, models, pipelines, serving
+from loopstack.api.routes import (
+    audit,
+    auth,
+    drift,
+    features,
+    feedback,
+    loop,
+    models,
+    pipelines,
+    serving,
+)
 from loopstack.api.routes.events import events_router
 from loopstack.api.services import Services
 from loopstack.core.settings import Settings
@@ -33,13 +45,15 @@ def create_app(
         shared.close()
 
     app = FastAPI(
+        dependencies=[Depends(authorizer(shared))],
         lifespan=lifespan,
         title="Loopstack management API",
         version=__version__,
         description="Models, deployments and traffic, pipelines, feedback, quality, drift, history.",
     )
     install_error_handlers(app)
-    for area in (models, loop, pipelines, serving, drift, feedback, features):
+    install_audit(app, shared)
+    for area in (models, loop, pipelines, serving, drift, feedback, features, auth, audit):
         app.include_router(area.router(shared))
     app.include_router(events_router(shared.event_service))
     metrics_registry = shared.metrics_registry
@@ -49,7 +63,7 @@ def create_app(
         """Liveness and identity of this API."""
         return {"status": "ok", "version": __version__, "backend": settings.backend}
 
-    @app.get("/metrics", tags=["health"], include_in_schema=False)
+    @app.get("/metrics", tags=["health"])
     def metrics() -> Response:
         """Prometheus metrics of the management API."""
         return Response(generate_latest(metrics_registry), media_type=CONTENT_TYPE_LATEST)

@@ -12,6 +12,8 @@ from loopstack.core.settings import Settings
 if TYPE_CHECKING:
     from feast import FeatureStore
 
+    from loopstack.core.audit import AuditTrail
+    from loopstack.core.auth import ApiKeyStore, Authenticator
     from loopstack.core.events.log.base import EventLog
     from loopstack.core.events.metrics import EventMetrics
     from loopstack.core.events.outbox import Publisher
@@ -20,6 +22,7 @@ if TYPE_CHECKING:
     from loopstack.monitoring.drift.queries import DriftQueries
     from loopstack.monitoring.drift.store import DriftStore
     from loopstack.monitoring.feedback.service import FeedbackService
+    from loopstack.monitoring.feedback.why import PredictionWhy
     from loopstack.registry.registry import ModelRegistry
     from loopstack.serving.backends.base import Backend
     from loopstack.serving.deployments import DeploymentService
@@ -33,6 +36,28 @@ class Services:
     def __init__(self, settings: Settings, registry: CollectorRegistry | None = None) -> None:
         self.settings = settings
         self.metrics_registry = registry if registry is not None else CollectorRegistry()
+
+    @cached_property
+    def api_keys(self) -> ApiKeyStore:
+        """The API keys (hashed)."""
+        from loopstack.core.auth import ApiKeyStore, auth_store_url
+
+        return ApiKeyStore(auth_store_url(self.settings))
+
+    @cached_property
+    def authenticator(self) -> Authenticator:
+        """Bearer tokens to principals."""
+        from loopstack.core.auth import Authenticator
+
+        return Authenticator(self.settings, self.api_keys)
+
+    @cached_property
+    def audit_trail(self) -> AuditTrail:
+        """The audit read model (kept by the loop controller, in the loop's store)."""
+        from loopstack.core.audit import AuditTrail
+        from loopstack.loop.store import LoopStore
+
+        return AuditTrail(LoopStore.from_settings(self.settings).engine)
 
     @cached_property
     def event_metrics(self) -> EventMetrics:
@@ -105,6 +130,13 @@ class Services:
         from loopstack.monitoring.feedback.service import FeedbackService
 
         return FeedbackService.from_settings(self.settings, self.event_log, self.publisher)
+
+    @cached_property
+    def why(self) -> PredictionWhy:
+        """Why a prediction: the read model's record with its version's lineage."""
+        from loopstack.monitoring.feedback.why import PredictionWhy
+
+        return PredictionWhy(self.feedback.queries, self.model_registry)
 
     @cached_property
     def feature_store(self) -> FeatureStore:

@@ -8,6 +8,8 @@ import typer
 
 from loopstack import __version__
 from loopstack.cli import (
+    audit,
+    auth,
     events,
     features,
     feedback,
@@ -16,6 +18,7 @@ from loopstack.cli import (
     pipelines,
     serving,
     stack_commands,
+    why,
 )
 from loopstack.cli.drift import drift
 from loopstack.cli.output import console, fail_on_errors
@@ -39,9 +42,12 @@ serving.register(app)
 app.command("drift")(drift)
 app.add_typer(feedback.app, name="feedback")
 app.add_typer(features.app, name="features")
+app.add_typer(auth.app, name="auth")
+app.command("audit")(audit.audit)
 app.command("quality")(feedback.quality)
 app.command("retrain")(loop.retrain)
 app.command("history")(loop.history)
+app.command("why")(why.why)
 
 
 @app.callback()

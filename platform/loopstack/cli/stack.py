@@ -17,6 +17,9 @@ from loopstack.serving.stack import SERVING_START_TIMEOUT_S, serving_process
 
 __all__ = ["Component", "StackStatus", "embedded_components", "prepare_state", "stack_status"]
 
+PROCESS_START_TIMEOUT_S = 120.0
+"""A Python process's imports alone can take a minute on a busy 2-core machine."""
+
 
 @dataclass(frozen=True)
 class Component:
@@ -76,7 +79,7 @@ def _api(settings: Settings) -> Component:
         port_setting="LOOPSTACK_API__PORT",
         env=settings.as_env(),
     )
-    return Component(spec, 60.0)
+    return Component(spec, PROCESS_START_TIMEOUT_S)
 
 
 def _detector_server(settings: Settings) -> Component:
@@ -100,9 +103,9 @@ def embedded_components(settings: Settings) -> list[Component]:
         components.append(_mlflow(settings))
     if settings.drift.detector_url is None:
         components.append(_detector_server(settings))
-    components.append(Component(consumer_spec(settings), 60.0))
-    components.append(Component(feedback_consumer_spec(settings), 60.0))
-    components.append(Component(controller_spec(settings), 60.0))
+    components.append(Component(consumer_spec(settings), PROCESS_START_TIMEOUT_S))
+    components.append(Component(feedback_consumer_spec(settings), PROCESS_START_TIMEOUT_S))
+    components.append(Component(controller_spec(settings), PROCESS_START_TIMEOUT_S))
     components.append(_api(settings))
     components.append(Component(serving_process(settings), SERVING_START_TIMEOUT_S))
     return components

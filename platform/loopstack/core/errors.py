@@ -64,7 +64,7 @@ class Unavailable(LoopstackError):
 
 
 class Unauthorized(LoopstackError):
-    """Credentials are missing or invalid: pass a valid token (`LOOPSTACK_TOKEN`)."""
+    """Credentials are missing or invalid: pass a valid token (`LOOPSTACK_API__TOKEN`)."""
 
     http_status = 401
     exit_code = 6

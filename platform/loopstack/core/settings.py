@@ -21,6 +21,7 @@ from pydantic_settings import (
 
 __all__ = [
     "ApiSettings",
+    "AuthSettings",
     "EventsSettings",
     "FeaturesSettings",
     "KubernetesSettings",
@@ -47,6 +48,27 @@ class ApiSettings(_Section):
     """URL clients (the CLI) use to reach the API; default `http://{host}:{port}`."""
     token: str | None = None
     """Bearer token the CLI sends to the API (secret: read from the environment)."""
+
+
+class AuthSettings(_Section):
+    """Authentication and roles (API keys stored hashed, OIDC JWTs)."""
+
+    enabled: bool = False
+    """Require a bearer token with a role on the management API (off: loopback-only embedded use)."""
+    inference: bool = False
+    """Also require one (role `app`, `deployer` or `admin`) on inference, REST and gRPC."""
+    store_url: str | None = None
+    """SQLAlchemy URL of the API keys; default SQLite under the state dir."""
+    jwks_url: str | None = None
+    """JWKS URL of the OIDC issuer whose JWTs are accepted (none: API keys only)."""
+    jwt_issuer: str | None = None
+    """Required `iss` of accepted JWTs."""
+    jwt_audience: str | None = None
+    """Required `aud` of accepted JWTs."""
+    jwt_algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256"])
+    """Signature algorithms accepted (never `none` or HMAC: the keys are public)."""
+    roles_claim: str = "roles"
+    """JWT claim listing the caller's Loopstack roles."""
 
 
 class MlflowSettings(_Section):
@@ -96,6 +118,15 @@ class ServingSettings(_Section):
     """URL InferenceServices' loggers post to; default the in-cluster Loopstack runtime service."""
     accept_request_time: bool = False
     """Take a request's `request_time` parameter as its time (replays of history, e.g. the demo)."""
+    explain_top_k: int = Field(5, ge=1, le=100)
+    """Feature contributions an `explain=true` answer lists per prediction (largest first)."""
+    explain_background_rows: int = Field(50, ge=1, le=1000)
+    """Background rows (of the version's reference sample) SHAP masks with; cost grows with it."""
+    explain_max_evals: int = Field(256, ge=1)
+    """Model evaluations SHAP spends per explained row: exact if 2^fields fit, else permutations."""
+    explain_warmup: bool = False
+    """Load SHAP in the background at start (~10 s of CPU) so the first `explain=true` request
+    does not wait for it; off: that request pays it."""
 
 
 class EventsSettings(_Section):
@@ -255,6 +286,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     """Interface the embedded servers bind; loopback unless you mean to expose them."""
     api: ApiSettings = Field(default_factory=ApiSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
     mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
     features: FeaturesSettings = Field(default_factory=FeaturesSettings)
     serving: ServingSettings = Field(default_factory=ServingSettings)

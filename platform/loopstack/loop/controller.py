@@ -1,8 +1,8 @@
 """The loop controller process: `python -m loopstack.loop.controller`.
 
-One member of the consumer group `loop.group` on `drift`, `quality` and `decisions`. Each event is
-applied exactly once with the store: decisions become history rows, champion drift and quality
-alerts become pending triggers. Every `loop.tick_s` it advances each model: a finished pipeline
+One member of the consumer group `loop.group` on `drift`, `quality`, `decisions` and `audit`. Each
+event is applied exactly once with the store: decisions become history rows, champion drift and
+quality alerts become pending triggers, decisions and management actions become audit records. Every `loop.tick_s` it advances each model: a finished pipeline
 run, a new challenger to shadow, a rollout's next step (`rollout.RolloutController`), pending
 and scheduled triggers (`trigger.TriggerPolicy`). Serves `/metrics`; stops on SIGTERM.
 """
@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, insert, select
 
+from loopstack.core.audit import apply_audit
 from loopstack.core.errors import LoopstackError, NotFound
 from loopstack.core.events import (
     BatchResult,
@@ -26,7 +27,7 @@ from loopstack.core.events import (
     EventMetrics,
 )
 from loopstack.core.events.envelope import Event
-from loopstack.core.events.topics import DECISIONS, DRIFT, QUALITY
+from loopstack.core.events.topics import AUDIT, DECISIONS, DRIFT, QUALITY
 from loopstack.core.modelspec import ModelSpec, list_model_specs, load_model_spec
 from loopstack.core.processes import ProcessSpec, consumer_process, stop_on_signals
 from loopstack.core.settings import Settings, load_settings
@@ -48,7 +49,7 @@ __all__ = ["LoopController", "controller_spec", "main"]
 
 log = logging.getLogger(__name__)
 
-TOPICS = (DRIFT, QUALITY, DECISIONS)
+TOPICS = (DRIFT, QUALITY, DECISIONS, AUDIT)
 OPS_REFRESH_S = 15.0
 
 
@@ -124,6 +125,8 @@ class LoopController(ConsumerProcess):
         return load_model_spec(self.settings.models_dir, model)
 
     def _apply(self, event: Event, conn: Connection) -> None:
+        if event.name in ("audit.v1", "decision.v1"):
+            apply_audit(event, conn)
         if event.name == "decision.v1":
             record_decision(event, conn)
             self.metrics.decided(event.data)

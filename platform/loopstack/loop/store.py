@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
+from loopstack.core.audit import metadata as audit_metadata
 from loopstack.core.errors import Unavailable
 from loopstack.core.events import ConsumerStore
 from loopstack.core.settings import Settings
@@ -39,6 +40,7 @@ class LoopStore:
         try:
             self.store = ConsumerStore(url)
             metadata.create_all(self.store.engine)
+            audit_metadata.create_all(self.store.engine)  # the controller keeps the audit trail too
         except SQLAlchemyError as exc:
             raise LoopStoreUnavailable(
                 f"loop store unavailable: {str(exc).splitlines()[0]}; check LOOPSTACK_LOOP__STORE_URL"

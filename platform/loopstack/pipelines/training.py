@@ -217,7 +217,10 @@ def reference_sample(ctx: StepContext) -> None:
     model = pickle.loads(ctx.input("train", "model.pkl", evaluation["best_branch"]).read_bytes())
     n = min(spec.training.reference_sample_size, len(train))
     sample = train.sample(n=n, random_state=0).sort_values(TIMESTAMP)
-    reference = sample[meta["inputs"]].copy()
+    # Sensitive fields never leave training unmasked, and served traffic logs them masked:
+    # drift is not watched on them, so the reference (stored, sent to the detector) omits them.
+    kept = [c for c in meta["inputs"] if c not in spec.sensitive_fields]
+    reference = sample[kept].copy()
     reference["prediction"] = predict_output(spec.task, model, sample[meta["inputs"]])
     reference.to_parquet(ctx.output("reference.parquet"), index=False)
     ctx.write_json("reference.json", {"rows": n, "columns": list(reference.columns)})

@@ -73,6 +73,8 @@ class AsyncInference:
             }
             if scored.probabilities is not None:
                 outputs.update(probabilities=scored.probabilities, classes=scored.classes)
+            if scored.explanations is not None:
+                outputs["explanations"] = scored.explanations
             result.update(status="ok", version=scored.version, outputs=outputs)
         self.sink.emit(
             data.get("reply_to") or INFERENCE_RESULTS,

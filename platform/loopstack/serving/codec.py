@@ -2,6 +2,8 @@
 
 Each decoder turns a request into a `ScoreRequest` (columns of values); each encoder turns a
 `ScoreResult` into the protocol's answer. Malformed input raises `BadRequest` with the reason.
+Explanations, when asked for, are a v1 field `explanations` (a list, one per instance) and a v2
+response parameter `explanations` holding that list as JSON text (v2 parameters are scalars).
 """
 
 from __future__ import annotations
@@ -85,6 +87,8 @@ def encode_v1(result: ScoreResult) -> dict[str, Any]:
     if result.probabilities is not None:
         out["probabilities"] = result.probabilities
         out["classes"] = result.classes
+    if result.explanations is not None:
+        out["explanations"] = result.explanations
     return out
 
 
@@ -215,13 +219,16 @@ def _decode_v2_binary(body: bytes, length: str, model: str, version: str | None)
 
 
 def result_parameters(result: ScoreResult) -> dict[str, Any]:
-    """Response parameters every v2 answer carries (REST and gRPC)."""
-    return {
+    """Response parameters every v2 answer carries (REST and gRPC), plus any explanations."""
+    parameters = {
         "prediction_id": result.id,
         "prediction_ids": ",".join(result.prediction_ids),
         "model_version": result.version,
         "route": result.route,
     }
+    if result.explanations is not None:
+        parameters["explanations"] = orjson.dumps(result.explanations).decode()
+    return parameters
 
 
 def _output_arrays(result: ScoreResult) -> list[tuple[str, str, np.ndarray]]:

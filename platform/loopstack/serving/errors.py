@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
-from loopstack.core.errors import ConfigurationError, InvalidInput, NotFound, Unavailable
+from loopstack.core.errors import (
+    ConfigurationError,
+    Conflict,
+    InvalidInput,
+    LoopstackError,
+    NotFound,
+    Unavailable,
+)
 
 __all__ = [
     "BadRequest",
+    "ExplanationFailed",
+    "ExplanationUnavailable",
     "ModelNotReady",
     "ModelNotServed",
     "UnsupportedModel",
@@ -48,3 +57,25 @@ class ModelNotReady(Unavailable):
 
 class UnsupportedModel(ConfigurationError):
     """A registered version cannot be served: log it with the sklearn flavor and a signature."""
+
+
+class ExplanationUnavailable(Conflict):
+    """A version has no background sample to explain against: register it with the train
+    pipeline (it logs `reference/reference.parquet`) or log an input example with the model."""
+
+    def __init__(self, model: str, version: str, detail: str) -> None:
+        super().__init__(
+            f"model {model!r} v{version} cannot be explained: {detail}; register it with "
+            "`loopstack pipeline run train` (which logs a reference sample) or log the model "
+            "with an input example, or resend without explain"
+        )
+
+
+class ExplanationFailed(LoopstackError):
+    """SHAP raised while explaining a valid request: a server fault; see the server log."""
+
+    def __init__(self, model: str, version: str, exc: BaseException) -> None:
+        super().__init__(
+            f"explaining model {model!r} v{version} failed ({type(exc).__name__}: {exc}); "
+            "the prediction itself works: resend without explain"
+        )

@@ -23,7 +23,14 @@ from loopstack.serving.runtime import ScoreRequest, ServingRuntime, correlation_
 
 __all__ = ["LoopbackGRPCServer"]
 
-_CODES = {400: StatusCode.INVALID_ARGUMENT, 404: StatusCode.NOT_FOUND, 503: StatusCode.UNAVAILABLE}
+_CODES = {
+    400: StatusCode.INVALID_ARGUMENT,
+    401: StatusCode.UNAUTHENTICATED,
+    403: StatusCode.PERMISSION_DENIED,
+    404: StatusCode.NOT_FOUND,
+    409: StatusCode.FAILED_PRECONDITION,
+    503: StatusCode.UNAVAILABLE,
+}
 
 
 class _ErrorsToStatus(ExceptionToStatusInterceptor):
@@ -104,17 +111,25 @@ def _keep_logged(old: Exception, new: LoopstackError) -> LoopstackError:
 class LoopbackGRPCServer(GRPCServer):
     """KServe's gRPC server bound to `host` instead of every interface."""
 
-    def __init__(self, host: str, runtime: ServingRuntime, *args: Any, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        host: str,
+        runtime: ServingRuntime,
+        *args: Any,
+        interceptors: list[aio.ServerInterceptor] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self._host = host
         self._runtime = runtime
+        self._interceptors = interceptors or []
 
     async def start(self, max_workers: int) -> None:
         """Serve until stopped."""
         servicer = _Servicer(self._data_plane, self._model_repository_extension, self._runtime)
         self._server = aio.server(
             futures.ThreadPoolExecutor(max_workers=max_workers),
-            interceptors=(_ErrorsToStatus(),),
+            interceptors=(*self._interceptors, _ErrorsToStatus()),
             options=[
                 ("grpc.max_send_message_length", self._kwargs.get("grpc_max_send_message_length")),
                 (

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import tempfile
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,7 +15,11 @@ import pandas as pd
 from loopstack.serving.errors import UnsupportedModel
 from loopstack.serving.schema import ModelSchema
 
-__all__ = ["LoadedVersion", "Scores", "load_version"]
+__all__ = ["REFERENCE_ARTIFACT", "LoadedVersion", "Scores", "load_reference", "load_version"]
+
+log = logging.getLogger(__name__)
+REFERENCE_ARTIFACT = "reference/reference.parquet"
+"""The drift reference sample the train pipeline logs in a version's run (inputs + prediction)."""
 
 _MLFLOW_LOCK = threading.Lock()  # mlflow's tracking-URI globals are process-wide
 
@@ -36,6 +42,8 @@ class LoadedVersion:
     schema: ModelSchema
     classes: list[Any] | None
     prediction_datatype: str
+    example: pd.DataFrame | None = field(default=None, compare=False, repr=False)
+    """The model's logged input example, if any (a fallback background for explanations)."""
 
     @property
     def is_classifier(self) -> bool:
@@ -99,12 +107,45 @@ def load_version(tracking_uri: str, model: str, version: str) -> LoadedVersion:
             raise UnsupportedModel(f"{model} v{version} has no signature; log it with one")
         schema = ModelSchema.from_signature(meta.signature.inputs, f"{model} v{version}")
         estimator = mlflow.sklearn.load_model(local)
+        example = _input_example(meta, local)
     classes = _classes(estimator)
     if classes is not None:
         datatype = _label_datatype(classes)
     else:
         datatype = _regression_datatype(meta.signature.outputs)
-    return LoadedVersion(model, str(version), estimator, schema, classes, datatype)
+    return LoadedVersion(model, str(version), estimator, schema, classes, datatype, example)
+
+
+def _input_example(meta: Any, local: str) -> pd.DataFrame | None:
+    """The logged input example as a frame (None without one: it is only an explainer fallback)."""
+    try:
+        example = meta.load_input_example(local)
+    except Exception as exc:  # an unreadable example must not stop the version from serving
+        log.warning("%s: input example unreadable (%s); explanations need a reference", local, exc)
+        return None
+    return example if isinstance(example, pd.DataFrame) and not example.empty else None
+
+
+def load_reference(tracking_uri: str, model: str, version: str) -> pd.DataFrame | None:
+    """The version's reference sample (`reference/reference.parquet` of its run), or None."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri, registry_uri=tracking_uri)
+    run_id = client.get_model_version(model, version).run_id
+    folder, name = REFERENCE_ARTIFACT.rsplit("/", 1)
+    # Listing first: a missing artifact is a normal answer here, not an exception to classify.
+    if not run_id or name not in {Path(a.path).name for a in client.list_artifacts(run_id, folder)}:
+        return None
+    with tempfile.TemporaryDirectory(prefix="loopstack-reference-") as target:
+        with _MLFLOW_LOCK:
+            local = mlflow.artifacts.download_artifacts(
+                run_id=run_id,
+                artifact_path=REFERENCE_ARTIFACT,
+                dst_path=target,
+                tracking_uri=tracking_uri,
+            )
+        return pd.read_parquet(local)
 
 
 def _classes(estimator: Any) -> list[Any] | None:

@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request, Response
 from loopstack.core.errors import LoopstackError
 from loopstack.serving.codec import decode_v1, decode_v2, encode_v1, encode_v2
 from loopstack.serving.errors import ModelNotReady
+from loopstack.serving.explain import EXPLAIN
 from loopstack.serving.runtime import ScoreRequest, ServingRuntime, correlation_from, status_of
 
 __all__ = ["add_inference_routes", "error_response"]
@@ -73,6 +74,9 @@ class _Routes:
             score = decode_v1(body, model_name)
         except Exception as exc:
             return self._failed_decode(model_name, "v1", body, request.headers, exc, started, at)
+        explain = request.query_params.get(EXPLAIN)
+        if explain is not None:  # `?explain=true`; the runtime validates it like a parameter
+            score.parameters[EXPLAIN] = explain
         score.correlation_id, score.traceparent = correlation_from(request.headers)
         try:
             result = await self.runtime.score(score)

@@ -3,7 +3,8 @@
 One `score` does: route by the model's traffic split, fetch online features for entity keys,
 validate against the chosen version's signature, predict, and record the answer (metrics and a
 `prediction.v1` event per row, queued off the request path). A shadow challenger scores the
-same rows on its own thread; its answer is only logged.
+same rows on its own thread; its answer is only logged. A request that asks for explanations
+(`explain`) is finished on a worker thread, the SHAP run being far longer than a prediction.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 from loopstack.core.errors import LoopstackError
 from loopstack.serving.errors import BadRequest, ModelNotReady, ModelNotServed, VersionNotServed
 from loopstack.serving.eventsink import EventSink
+from loopstack.serving.explain import Explainers, explain_requested
 from loopstack.serving.features import FeatureLookup, FeatureRows, OnlineFeatureSource
 from loopstack.serving.loader import LoadedVersion, Scores
 from loopstack.serving.metrics import ServingMetrics
@@ -84,6 +86,8 @@ class ScoreResult:
     probabilities: list[list[float]] | None
     classes: list[Any] | None
     prediction_datatype: str
+    explanations: list[dict[str, Any]] | None = None
+    """One per row when the request asked for them (`explain`), else None."""
 
 
 @dataclass
@@ -123,8 +127,10 @@ class ServingRuntime:
         features: OnlineFeatureSource | None = None,
         shadow_queue: int = 1000,
         accept_request_time: bool = False,
+        explainers: Explainers | None = None,
     ) -> None:
         self.sink = sink
+        self.explainers = explainers or Explainers()
         self.accept_request_time = accept_request_time
         self.metrics = metrics
         self.features = features
@@ -187,10 +193,13 @@ class ServingRuntime:
         prepared: _Prepared | None = None
         try:
             at = self._request_time(req, at)
+            explain = explain_requested(req.parameters)
             prepared = self._prepare(req)
             rows = None
             if prepared.lookup is not None and prepared.keys is not None:
                 rows = await asyncio.to_thread(self._fetch, prepared.lookup, prepared.keys)
+            if explain:  # off the event loop: other requests keep being answered meanwhile
+                return await asyncio.to_thread(self._finish, req, prepared, rows, started, at, True)
             return self._finish(req, prepared, rows, started, at)
         except Exception as exc:
             self.record_failure(req, exc, started, at, prepared.route if prepared else None)
@@ -202,11 +211,12 @@ class ServingRuntime:
         prepared: _Prepared | None = None
         try:
             at = self._request_time(req, at)
+            explain = explain_requested(req.parameters)
             prepared = self._prepare(req)
             rows = None
             if prepared.lookup is not None and prepared.keys is not None:
                 rows = self._fetch(prepared.lookup, prepared.keys)
-            return self._finish(req, prepared, rows, started, at)
+            return self._finish(req, prepared, rows, started, at, explain)
         except Exception as exc:
             self.record_failure(req, exc, started, at, prepared.route if prepared else None)
             raise
@@ -285,6 +295,7 @@ class ServingRuntime:
         rows: FeatureRows | None,
         started: float,
         at: float,
+        explain: bool = False,
     ) -> ScoreResult:
         version = prepared.route.version
         columns = req.columns
@@ -302,15 +313,21 @@ class ServingRuntime:
             raise ScoringFailed(
                 f"model {version.model!r} v{version.version} failed: {type(exc).__name__}: {exc}"
             ) from exc
+        # The latency recorded is the prediction's: the loop compares versions on it, and an
+        # explanation's cost would count against whichever version happened to be asked.
+        seconds = time.perf_counter() - started
+        explanations = None
+        if explain:
+            sensitive = prepared.lookup.spec.sensitive_fields if prepared.lookup else ()
+            explanations = self.explainers.explain(version, frame, scores, sensitive)
         base = str(uuid.uuid4())
         ids = _ids(base, req.rows)
-        seconds = time.perf_counter() - started
         route = prepared.route.route
         self.metrics.observe(req.model, version.version, req.protocol, route, "200", seconds)
         self._observe_values(version, route, scores)
         context = EventContext(req, prepared.lookup, prepared.keys, rows, at)
         inputs = context.input_rows(frame, version)
-        self._emit_ok(context, version, route, ids, inputs, scores, seconds)
+        self._emit_ok(context, version, route, ids, inputs, scores, seconds, None, explanations)
         if prepared.route.shadow is not None:
             self._mirror(context, prepared.route.shadow, columns, ids, inputs)
         return ScoreResult(
@@ -323,6 +340,7 @@ class ServingRuntime:
             probabilities=scores.probabilities,
             classes=version.classes,
             prediction_datatype=version.prediction_datatype,
+            explanations=explanations,
         )
 
     def _observe_values(self, version: LoadedVersion, route: str, scores: Scores) -> None:
@@ -342,6 +360,7 @@ class ServingRuntime:
         scores: Scores,
         seconds: float,
         paired: list[str] | None = None,
+        explanations: list[dict[str, Any]] | None = None,
     ) -> None:
         for i, pid in enumerate(ids):
             outputs: dict[str, Any] = {"prediction": scores.predictions[i]}
@@ -354,6 +373,8 @@ class ServingRuntime:
             data["outputs"] = outputs
             if paired is not None:
                 data["paired_prediction_id"] = paired[i]
+            if explanations is not None:
+                data["explanation"] = explanations[i]
             context.emit(self.sink, pid, data)
 
     def record_failure(

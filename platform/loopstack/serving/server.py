@@ -43,6 +43,12 @@ class ServerParts:
         from loopstack.serving.async_inference import start_consumer
 
         self.watcher.start()
+        if self.settings.serving.explain_warmup:
+            import threading
+
+            from loopstack.serving.explain import warm_up
+
+            threading.Thread(target=warm_up, name="explain-warmup", daemon=True).start()
         if self.settings.serving.async_inference:
             self.consumer_stop = start_consumer(
                 self.settings, self.event_log, self.runtime, self.sink
@@ -65,9 +71,10 @@ def build_parts(settings: Settings, outbox_name: str = "serving") -> ServerParts
     from loopstack.core.events.log import open_event_log
     from loopstack.core.events.outbox import Publisher
     from loopstack.serving.eventsink import EventSink
+    from loopstack.serving.explain import Explainers
     from loopstack.serving.features import OnlineFeatureSource
     from loopstack.serving.ingest import LoggerIngest
-    from loopstack.serving.loader import load_version
+    from loopstack.serving.loader import load_reference, load_version
     from loopstack.serving.metrics import ServingMetrics
     from loopstack.serving.runtime import ServingRuntime
     from loopstack.serving.traffic import TrafficStore
@@ -77,15 +84,22 @@ def build_parts(settings: Settings, outbox_name: str = "serving") -> ServerParts
     event_log = open_event_log(settings)
     publisher = Publisher.open(settings, event_log, outbox_name)
     sink = EventSink(publisher, "loopstack/serving", metrics, settings.serving.event_queue_max)
+    uri = settings.mlflow_tracking_uri
+    explainers = Explainers(
+        lambda m, v: load_reference(uri, m, v),
+        top_k=settings.serving.explain_top_k,
+        background_rows=settings.serving.explain_background_rows,
+        max_evals=settings.serving.explain_max_evals,
+    )
     runtime = ServingRuntime(
         sink,
         metrics,
         OnlineFeatureSource(settings),
         settings.serving.shadow_queue_max,
         accept_request_time=settings.serving.accept_request_time,
+        explainers=explainers,
     )
     store = TrafficStore(settings.state_path / "serving" / "traffic.db")
-    uri = settings.mlflow_tracking_uri
     watcher = SplitWatcher(
         store, runtime, lambda m, v: load_version(uri, m, v), settings.serving.traffic_poll_s
     )
@@ -126,12 +140,14 @@ def serve(settings: Settings) -> None:
     from kserve.protocol.rest.server import RESTServer
     from prometheus_client import REGISTRY  # noqa: F401 - KServe's /metrics serves it
 
+    from loopstack.serving.auth import InferenceAuth
     from loopstack.serving.grpc_server import LoopbackGRPCServer
     from loopstack.serving.kserve_model import LoopstackModel
     from loopstack.serving.rest import add_inference_routes
 
     parts = build_parts(settings)
     request_logging = settings.serving.request_logging
+    inference_auth = InferenceAuth(settings) if settings.auth.inference else None
 
     class _RESTServer(RESTServer):
         def _add_middlewares(self, app: FastAPI) -> None:
@@ -145,6 +161,10 @@ def serve(settings: Settings) -> None:
             add_inference_routes(app, parts.runtime)  # first: ahead of KServe's routes
             _add_ingest_route(app, parts)
             self._add_middlewares(app)
+            if inference_auth is not None:
+                from loopstack.serving.rest import error_response
+
+                inference_auth.install_rest(app, error_response)
             self._register_endpoints(app)
             self._add_exception_handlers(app)
 
@@ -181,6 +201,7 @@ def serve(settings: Settings) -> None:
                 self.model_repository_extension,
                 kwargs=vars(kserve_args),
                 grace_period=self.grace_period,
+                interceptors=[inference_auth.grpc_interceptor()] if inference_auth else [],
             )
             self.servers.append(self._grpc_server.start(self.max_threads))
             self.setup_event_loop()

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
+from loopstack.core.errors import InvalidInput
 from loopstack.core.modelspec import load_model_spec
 from loopstack.monitoring.drift.bundles import read_bundle_info
-from loopstack.monitoring.drift.fitting import categorical_columns, fit_detectors
+from loopstack.monitoring.drift.fitting import categorical_columns, drift_features, fit_detectors
 from loopstack.monitoring.errors import DetectorServerUnavailable
 from loopstack.pipelines.context import StepContext
 
@@ -50,3 +52,15 @@ def test_fit_detectors_without_a_server_names_loopstack_up(tmp_path: Path) -> No
 def test_categorical_columns_follow_the_dtypes() -> None:
     frame = bike_hours()[INPUTS]
     assert categorical_columns(frame, INPUTS) == ["weathersit"]
+
+
+def test_drift_is_never_watched_on_sensitive_fields() -> None:
+    # Served traffic logs sensitive fields masked, and the reference sample leaves them out.
+    spec = load_model_spec(Path(__file__).resolve().parents[3] / "models", "credit-default")
+    asked = spec.model_copy(
+        update={"drift": spec.drift.model_copy(update={"features": ["income"]})}
+    )
+    frame = pd.DataFrame({"balance": [1.0], "student": ["No"], "prediction": [0.1]})
+    with pytest.raises(InvalidInput, match=r"sensitive fields \['income'\].*remove them"):
+        drift_features(asked, frame)
+    assert drift_features(spec, frame) == ["balance", "student"]

@@ -6,6 +6,7 @@
 - `POST /v1/feedback/rebuild`: rebuild the read model from the event log.
 - `GET /v1/models/{name}/quality`: closed quality windows per version, route and segment.
 - `GET /v1/predictions/{id}`, `GET /v1/predictions`: what was predicted and the outcome.
+- `GET /v1/predictions/{id}/why`: inputs, features, version lineage, explanation, outcome.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from fastapi import APIRouter, Body, Query
 from fastapi.responses import JSONResponse
 
 from loopstack.monitoring.feedback.service import FeedbackService
+from loopstack.monitoring.feedback.why import PredictionWhy
 
 __all__ = ["FeedbackServices", "router"]
 
@@ -28,6 +30,10 @@ class FeedbackServices(Protocol):
     @property
     def feedback(self) -> FeedbackService:
         """The feedback service (built once)."""
+
+    @property
+    def why(self) -> PredictionWhy:
+        """Why-a-prediction answers (built once; only its route reads it)."""
 
 
 def router(services: FeedbackServices) -> APIRouter:
@@ -67,7 +73,7 @@ def router(services: FeedbackServices) -> APIRouter:
         version: str | None = None,
         route: Route | None = None,
         segment: str | None = None,
-        last: Annotated[int | None, Query(ge=1)] = None,
+        last: Annotated[int | None, Query(ge=1, le=100_000)] = None,
     ) -> dict[str, Any]:
         """Closed windows (oldest first) of a model: metrics, segments, gaps, joined counts."""
         return services.feedback.quality(
@@ -78,6 +84,12 @@ def router(services: FeedbackServices) -> APIRouter:
     def prediction(prediction_id: str) -> dict[str, Any]:
         """What was predicted, by which version and route, with which features; the outcome."""
         return services.feedback.prediction(prediction_id)
+
+    @api.get("/v1/predictions/{prediction_id}/why")
+    def prediction_why(prediction_id: str) -> dict[str, Any]:
+        """Inputs (masked), features with their feature-store times, the version and its
+        lineage, the output, the explanation asked for at serving time, and the outcome."""
+        return services.why.why(prediction_id)
 
     @api.get("/v1/predictions")
     def predictions(

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
+from loopstack.api.audit import remember_before
+from loopstack.api.auth import principal_of
 from loopstack.api.services import Services
 from loopstack.core.modelspec import list_model_specs, load_model_spec
 from loopstack.registry.errors import ModelNotRegistered
@@ -80,17 +82,21 @@ def router(services: Services) -> APIRouter:
         }
 
     @api.post("/{name}/promote")
-    def promote(name: str, body: PromoteRequest) -> dict[str, Any]:
+    def promote(name: str, body: PromoteRequest, request: Request) -> dict[str, Any]:
         """Move `champion` to a version (default: the challenger)."""
         load_model_spec(services.settings.models_dir, name)
-        info = services.model_registry.promote(name, body.version, body.reason, actor="api")
+        remember_before(request, {"aliases": services.model_registry.aliases(name)})
+        actor = f"api:{principal_of(request).subject}"
+        info = services.model_registry.promote(name, body.version, body.reason, actor=actor)
         return {"model": name, "champion": info.version}
 
     @api.post("/{name}/rollback")
-    def rollback(name: str, body: RollbackRequest) -> dict[str, Any]:
+    def rollback(name: str, body: RollbackRequest, request: Request) -> dict[str, Any]:
         """Restore the champion before the current one."""
         load_model_spec(services.settings.models_dir, name)
-        info = services.model_registry.rollback(name, body.reason, actor="api")
+        remember_before(request, {"aliases": services.model_registry.aliases(name)})
+        actor = f"api:{principal_of(request).subject}"
+        info = services.model_registry.rollback(name, body.reason, actor=actor)
         return {"model": name, "champion": info.version}
 
     return api

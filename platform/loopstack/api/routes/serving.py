@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from contextlib import suppress
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from loopstack.api.audit import remember_before
+from loopstack.core.errors import NotFound
 from loopstack.serving.backends.base import Deployment
 
 __all__ = ["DeployBody", "router"]
@@ -36,8 +39,10 @@ def router(services: Any) -> APIRouter:
     api = APIRouter(tags=["serving"])
 
     @api.post("/v1/models/{name}/deployments", status_code=201)
-    def deploy(name: str, body: DeployBody) -> dict[str, Any]:
+    def deploy(name: str, body: DeployBody, request: Request) -> dict[str, Any]:
         """Deploy a version of a model (alias resolved and pinned now)."""
+        with suppress(NotFound):  # a first deployment has nothing before it
+            remember_before(request, _view(services.deployment_service.traffic(name)))
         return _view(
             services.deployment_service.deploy(
                 name, body.version, canary=body.canary, shadow=body.shadow, sticky=body.sticky

@@ -44,12 +44,20 @@ def categorical_columns(frame: pd.DataFrame, features: list[str]) -> list[str]:
 def drift_features(spec: ModelSpec, reference: pd.DataFrame) -> list[str]:
     """The spec's `drift.features`, or every reference column but the prediction.
 
+    The reference never holds sensitive fields (`training.reference_sample` leaves them out).
+
     Raises:
-        InvalidInput: the spec names a column the reference sample does not have.
+        InvalidInput: the spec names a sensitive field, or a column the reference lacks.
     """
     columns = [c for c in reference.columns if c != PREDICTION]
     if spec.drift.features is None:
         return columns
+    sensitive = [f for f in spec.drift.features if f in spec.sensitive_fields]
+    if sensitive:
+        raise InvalidInput(
+            f"drift.features of model {spec.name!r} names sensitive fields {sensitive}: they are "
+            "logged masked, so drift cannot be watched on them; remove them from drift.features"
+        )
     missing = [f for f in spec.drift.features if f not in columns]
     if missing:
         raise InvalidInput(

@@ -62,6 +62,7 @@ def _prediction(row: RowMapping) -> dict[str, Any]:
         "outputs": document.get("outputs"),
         "latency_ms": document.get("latency_ms"),
         "error": document.get("error"),
+        "explanation": document.get("explanation"),
         "correlation": row["correlation"],
         "outcome": outcome,
     }

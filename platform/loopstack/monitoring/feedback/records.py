@@ -161,7 +161,7 @@ class PredictionRow:
     segments: dict[str, str]
     event_id: str
     document: str
-    """JSON of what was predicted: inputs, features, outputs, entity key, latency."""
+    """JSON of what was predicted: inputs, features, outputs, entity key, latency, explanation."""
 
     @classmethod
     def from_event(cls, event: Event, segment_names: list[str]) -> PredictionRow:
@@ -182,6 +182,7 @@ class PredictionRow:
                 "protocol",
                 "latency_ms",
                 "error",
+                "explanation",
             )
             if data.get(k) is not None
         }
