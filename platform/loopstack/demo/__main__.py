@@ -44,7 +44,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         help="first day a broken retraining may start ('' = never)",
     )
     parser.add_argument(
-        "--pace", type=float, default=0.05, help="extra wall seconds per simulated day"
+        "--pace", type=float, default=0.0, help="extra wall seconds per simulated day"
     )
     parser.add_argument("--state-dir", type=Path, default=Path(".loopstack-demo"))
     parser.add_argument(
@@ -75,7 +75,7 @@ def _wait_for_champion(client: LoopstackClient, serving_url: str, model: str, ru
         if done != shown:
             console.print(f"  training the first model: {done}/{len(run['tasks'])} steps done")
             shown = done
-        time.sleep(2)
+        time.sleep(0.5)
     if run["status"] != "succeeded":
         raise Unavailable(f"the first training run {run_id} {run['status']}: {run['error']}")
     deadline = time.monotonic() + 180
@@ -89,7 +89,7 @@ def _wait_for_champion(client: LoopstackClient, serving_url: str, model: str, ru
             ready = False
         if ready:
             return str(split["split"]["champion"])
-        time.sleep(1)
+        time.sleep(0.5)
     raise Unavailable(
         "the first model was not deployed and ready within three minutes; see logs/loop.log "
         "and logs/serving.log in the demo's state directory"

@@ -116,7 +116,8 @@ class Replay:
                 self._send_outcomes(day.to_pydatetime() + timedelta(days=1))
                 self._maybe_sabotage(day.to_pydatetime())
                 self.on_day(self.progress)
-                time.sleep(self.pace_s)
+                if self.pace_s:
+                    time.sleep(self.pace_s)
         self._send_outcomes(None)
         return self.progress
 
@@ -163,11 +164,11 @@ class Replay:
             if time.monotonic() - started > TRAINING_WAIT_S:
                 raise Unavailable(
                     f"a retraining of {self.spec.name} has run for over {TRAINING_WAIT_S} s: "
-                    "see logs/loop.log and `loopstack pipelines runs` in the demo's state directory"
+                    "see logs/loop.log and `loopstack pipeline runs` in the demo's state directory"
                 )
             self.progress.phase = "training (clock stopped)"
             self.on_day(self.progress)
-            time.sleep(1.0)
+            time.sleep(0.25)
         self.progress.phase = phase
         self.progress.paused_s += time.monotonic() - started
 
