@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from loopstack.core.auth.jwt import JwtVerifier
 from loopstack.core.auth.keys import ApiKeyStore, auth_store_url
-from loopstack.core.auth.roles import ANONYMOUS, Principal
+from loopstack.core.auth.roles import Principal
 from loopstack.core.errors import Unauthorized
 from loopstack.core.settings import Settings
 
@@ -39,8 +39,3 @@ class Authenticator:
                 "not an API key, and JWTs are off: set LOOPSTACK_AUTH__JWKS_URL to accept them"
             )
         return self._jwt.verify(token)
-
-    @staticmethod
-    def anonymous() -> Principal:
-        """Who acts when auth is disabled."""
-        return ANONYMOUS
