@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -26,7 +27,8 @@ from loopstack.pipelines.tracking import step_run
 PROJECT = Path(__file__).resolve().parents[1]
 PARAMS = {"model": "bike-demand", "start": "2011-01-01", "end": "2011-04-01"}
 PORTS = ("API__PORT", "MLFLOW__PORT", "SERVING__REST_PORT", "SERVING__GRPC_PORT",
-         "DRIFT__DETECTOR_PORT", "DRIFT__METRICS_PORT", "FEEDBACK__METRICS_PORT")  # fmt: skip
+         "DRIFT__DETECTOR_PORT", "DRIFT__METRICS_PORT", "FEEDBACK__METRICS_PORT",
+         "LOOP__METRICS_PORT")  # fmt: skip
 
 
 def _loopstack(env: dict[str, str], *args: str) -> None:
@@ -39,6 +41,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "LOOPSTACK_PROJECT_DIR": str(PROJECT), "LOOPSTACK_STATE_DIR": tmp}
         env.update({f"LOOPSTACK_{name}": str(free_port()) for name in PORTS})
+        env["LOOPSTACK_LOOP__MODELS"] = "[]"  # the bench registers versions: the loop stays out
         _loopstack(env, "up")
         try:
             os.environ.update({k: v for k, v in env.items() if k.startswith("LOOPSTACK_")})
@@ -55,6 +58,7 @@ def main() -> None:
             runner_s = time.perf_counter() - started
 
             prepared = runner.prepare(pipeline, PARAMS)
+            in_process_dir = Path(prepared.run_dir)
             started = time.perf_counter()
             for task in expand(pipeline, prepared.params):
                 ctx = StepContext(
@@ -68,6 +72,9 @@ def main() -> None:
                 with step_run(ctx):
                     task.step.fn(ctx)
             in_process_s = time.perf_counter() - started
+            # That run record names this process as its runner, still "running": `down` would
+            # cancel it by signalling us.
+            shutil.rmtree(in_process_dir, ignore_errors=True)
         finally:
             _loopstack(env, "down")
     steps = {t.key: round((t.finished_at or 0) - (t.started_at or 0), 2) for t in run.tasks}
