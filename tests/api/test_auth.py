@@ -14,7 +14,6 @@ from typing import Any
 import httpx
 import jwt
 import pytest
-import uvicorn
 from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi.testclient import TestClient
 from loopstack.api.app import create_app
@@ -23,6 +22,7 @@ from loopstack.core.processes import free_port
 from loopstack.core.settings import AuthSettings, Settings
 
 from tests.conftest import Stack, run_cli
+from tests.servers import asgi_server
 
 pytestmark = pytest.mark.integration
 
@@ -164,21 +164,10 @@ def served(stack: Stack, tmp_path: Path) -> Iterator[tuple[Settings, dict[str, s
     settings = settings.model_copy(
         update={"api": settings.api.model_copy(update={"port": port, "url": None})}
     )
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
     env = {**stack.env, "LOOPSTACK_API__PORT": str(port), "LOOPSTACK_AUTH__ENABLED": "true",
            "LOOPSTACK_AUTH__STORE_URL": settings.auth.store_url or ""}  # fmt: skip
-    try:
+    with asgi_server(create_app(settings), port):
         yield settings, env
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 def test_the_first_admin_key_is_created_from_loopback_then_keys_need_admin(

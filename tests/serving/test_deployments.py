@@ -6,26 +6,24 @@ router served by uvicorn: a deploy over HTTP is what the server then serves.
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from types import SimpleNamespace
 
 import httpx
 import pytest
 import typer
-import uvicorn
 from fastapi import FastAPI
 from loopstack.api.errors import install_error_handlers
 from loopstack.api.routes.serving import router
 from loopstack.cli import serving as serving_cli
 from loopstack.core.events import Publisher, open_event_log
-from loopstack.core.processes import free_port
 from loopstack.registry.registry import ModelRegistry
 from loopstack.serving.backends.embedded import EmbeddedBackend
 from loopstack.serving.deployments import DeploymentService
 from loopstack.serving.traffic import TrafficSplit
 from typer.testing import CliRunner
+
+from tests.servers import asgi_server
 
 from .conftest import BIKE, Served, bike_full_row, wait_revision
 
@@ -45,18 +43,10 @@ def api(served: Served, tmp_path_factory: pytest.TempPathFactory) -> Iterator[st
     app = FastAPI()
     install_error_handlers(app)
     app.include_router(router(services))
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    while not server.started:
-        time.sleep(0.05)
     try:
-        yield url
+        with asgi_server(app) as url:
+            yield url
     finally:
-        server.should_exit = True
-        thread.join(10)
         served.deploy(TrafficSplit(model=BIKE, champion=served.versions["v1"]))
         publisher.close(timeout=5)
         log.close()

@@ -8,8 +8,6 @@ the explainer's background. The first explanation of the server process loads sh
 from __future__ import annotations
 
 import json
-import threading
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -19,14 +17,12 @@ import httpx
 import orjson
 import pytest
 import typer
-import uvicorn
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
 from loopstack.api.app import create_app
 from loopstack.api.services import Services
 from loopstack.cli.why import why
 from loopstack.core.events import open_event_log
-from loopstack.core.processes import free_port
 from loopstack.core.settings import Settings
 from loopstack.monitoring.feedback import ReadModel
 from loopstack.monitoring.feedback.consumer import FeedbackConsumer
@@ -36,6 +32,8 @@ from loopstack.serving.loader import LoadedVersion, Scores
 from loopstack.serving.schema import Column, ModelSchema
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
+
+from tests.servers import asgi_server
 
 from .conftest import BIKE, BIKE_FEATURES, CREDIT, Served, bike_full_row, bike_row
 
@@ -164,17 +162,8 @@ def api(served: Served) -> Iterator[tuple[str, Services]]:
     """The management API over the serving tests' state (read model, registry), on HTTP."""
     services = Services(served.settings)
     app = create_app(served.settings, services=services)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}", services
-    finally:
-        server.should_exit = True
-        thread.join(10)
+    with asgi_server(app) as url:
+        yield url, services
 
 
 def _project(settings: Settings) -> None:

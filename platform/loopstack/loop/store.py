@@ -9,6 +9,7 @@ from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from loopstack.core.audit import metadata as audit_metadata
+from loopstack.core.audit.tables import naive_utc
 from loopstack.core.errors import Unavailable
 from loopstack.core.events import ConsumerStore
 from loopstack.core.settings import Settings
@@ -28,9 +29,8 @@ def loop_store_url(settings: Settings) -> str:
     return settings.state_sqlite_url("loop", "loop.db")
 
 
-def naive(when: datetime) -> datetime:
-    """A naive UTC time, as the tables store it."""
-    return when.astimezone(UTC).replace(tzinfo=None) if when.tzinfo else when
+naive = naive_utc
+"""A naive UTC time, as the tables store it."""
 
 
 class LoopStore:

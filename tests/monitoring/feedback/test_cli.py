@@ -3,7 +3,6 @@ HTTP server running the feedback routes."""
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,14 +11,12 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 import typer
-import uvicorn
 from fastapi import FastAPI
 from loopstack.api.errors import install_error_handlers
 from loopstack.api.routes.feedback import router
 from loopstack.cli import feedback
 from loopstack.core.events import EventLog, Publisher
 from loopstack.core.events.topics import PREDICTIONS
-from loopstack.core.processes import free_port
 from loopstack.core.settings import Settings
 from loopstack.monitoring.feedback import ModelCatalog, ReadModel
 from loopstack.monitoring.feedback.consumer import FeedbackConsumer
@@ -28,6 +25,7 @@ from typer.testing import CliRunner
 
 from tests.monitoring.feedback.builders import bike_rows, bike_scenario, spec
 from tests.monitoring.feedback.test_join import append
+from tests.servers import asgi_server
 
 CATALOG = ModelCatalog(specs={"bike-demand": spec("bike-demand", window_size=5)})
 
@@ -42,19 +40,10 @@ def api_settings(
     install_error_handlers(app)
     service = FeedbackService(settings, read_model, event_log, publisher, catalog=CATALOG)
     app.include_router(router(SimpleNamespace(feedback=service)))
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.02)
     try:
-        yield settings.model_copy(
-            update={"api": settings.api.model_copy(update={"url": f"http://127.0.0.1:{port}"})}
-        )
+        with asgi_server(app) as url:
+            yield settings.model_copy(update={"api": settings.api.model_copy(update={"url": url})})
     finally:
-        server.should_exit = True
-        thread.join(5)
         publisher.close(timeout=5)
 
 
