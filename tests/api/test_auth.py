@@ -56,6 +56,9 @@ EXPECTED: dict[tuple[str, str], set[str]] = {
     ("GET", "/v1/predictions/{prediction_id}"): READ,
     ("GET", "/v1/predictions/{prediction_id}/why"): READ,
     ("GET", "/v1/predictions"): READ,
+    # Reviewers are people with a data-scientist key, or a review app with an app key.
+    ("GET", "/v1/reviews"): READ | {"app"},
+    ("POST", "/v1/reviews/{prediction_id}/decision"): {"admin", "data-scientist", "app"},
     ("POST", "/v1/features/materialize"): {"admin", "data-scientist"},
     ("GET", "/v1/events/dlq"): READ,
     ("POST", "/v1/events/replay"): {"admin"},

@@ -40,6 +40,8 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[Role]] = {
     ("GET", "/v1/predictions/{prediction_id}"): READERS,
     ("GET", "/v1/predictions/{prediction_id}/why"): READERS,
     ("GET", "/v1/predictions"): READERS,
+    ("GET", "/v1/reviews"): READERS | {APP},
+    ("POST", "/v1/reviews/{prediction_id}/decision"): frozenset({A, DS, APP}),
     ("POST", "/v1/features/materialize"): frozenset({A, DS}),
     ("GET", "/v1/events/dlq"): READERS,
     ("POST", "/v1/events/replay"): frozenset({A}),

@@ -16,6 +16,7 @@ from loopstack.cli import (
     loop,
     models,
     pipelines,
+    reviews,
     serving,
     stack_commands,
     why,
@@ -43,6 +44,7 @@ app.command("drift")(drift)
 app.add_typer(feedback.app, name="feedback")
 app.add_typer(features.app, name="features")
 app.add_typer(auth.app, name="auth")
+app.add_typer(reviews.app, name="reviews")
 app.command("audit")(audit.audit)
 app.command("quality")(feedback.quality)
 app.command("retrain")(loop.retrain)

@@ -16,6 +16,7 @@ __all__ = [
     "GateSpec",
     "ModelSpec",
     "QualitySpec",
+    "ReviewSpec",
     "RolloutSpec",
     "TrainingSpec",
     "TriggerSpec",
@@ -145,6 +146,17 @@ class RolloutSpec(_Spec):
     """Challenger p99 latency, as a multiple of the champion's, that rolls it back."""
 
 
+class ReviewSpec(_Spec):
+    """Which predictions wait for a human: the review queue (`GET /v1/reviews`)."""
+
+    min_margin: float | None = Field(None, gt=0, lt=1)
+    """Classifiers: a prediction whose two most likely classes are closer than this in
+    probability is flagged `needs_review` in its answer; None: no confidence check."""
+    outliers: bool = True
+    """Rows the outlier detector scores over its threshold (on logged traffic, per drift
+    window) join the review queue."""
+
+
 class ModelSpec(_Spec):
     """One model Loopstack trains, serves and watches."""
 
@@ -169,6 +181,7 @@ class ModelSpec(_Spec):
     drift: DriftSpec = Field(default_factory=DriftSpec)
     trigger: TriggerSpec = Field(default_factory=TriggerSpec)
     rollout: RolloutSpec = Field(default_factory=RolloutSpec)
+    review: ReviewSpec = Field(default_factory=ReviewSpec)
     directory: Path | None = Field(default=None, exclude=True)
     """Folder the spec was read from (set by the loader)."""
 

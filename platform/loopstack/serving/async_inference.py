@@ -75,6 +75,8 @@ class AsyncInference:
                 outputs.update(probabilities=scored.probabilities, classes=scored.classes)
             if scored.explanations is not None:
                 outputs["explanations"] = scored.explanations
+            if scored.needs_review is not None:
+                outputs["needs_review"] = scored.needs_review
             result.update(status="ok", version=scored.version, outputs=outputs)
         self.sink.emit(
             data.get("reply_to") or INFERENCE_RESULTS,

@@ -4,6 +4,8 @@ Each decoder turns a request into a `ScoreRequest` (columns of values); each enc
 `ScoreResult` into the protocol's answer. Malformed input raises `BadRequest` with the reason.
 Explanations, when asked for, are a v1 field `explanations` (a list, one per instance) and a v2
 response parameter `explanations` holding that list as JSON text (v2 parameters are scalars).
+A model with a review margin adds v1 `needs_review` (one flag per instance), v2 parameters
+`needs_review` (any row) and `needs_review_ids` (the flagged rows' prediction ids).
 """
 
 from __future__ import annotations
@@ -89,6 +91,8 @@ def encode_v1(result: ScoreResult) -> dict[str, Any]:
         out["classes"] = result.classes
     if result.explanations is not None:
         out["explanations"] = result.explanations
+    if result.needs_review is not None:
+        out["needs_review"] = result.needs_review
     return out
 
 
@@ -220,7 +224,7 @@ def _decode_v2_binary(body: bytes, length: str, model: str, version: str | None)
 
 def result_parameters(result: ScoreResult) -> dict[str, Any]:
     """Response parameters every v2 answer carries (REST and gRPC), plus any explanations."""
-    parameters = {
+    parameters: dict[str, Any] = {
         "prediction_id": result.id,
         "prediction_ids": ",".join(result.prediction_ids),
         "model_version": result.version,
@@ -228,6 +232,11 @@ def result_parameters(result: ScoreResult) -> dict[str, Any]:
     }
     if result.explanations is not None:
         parameters["explanations"] = orjson.dumps(result.explanations).decode()
+    if result.needs_review is not None:
+        parameters["needs_review"] = any(result.needs_review)
+        flagged = [p for p, f in zip(result.prediction_ids, result.needs_review, strict=True) if f]
+        if flagged:
+            parameters["needs_review_ids"] = ",".join(flagged)
     return parameters
 
 

@@ -45,6 +45,12 @@ class ServingMetrics:
             ("model",),
             registry=registry,
         )
+        self.needs_review = Counter(
+            "loopstack_serving_needs_review",
+            "Answered rows flagged needs_review (class-probability margin under the minimum).",
+            ("model", "version", "route"),
+            registry=registry,
+        )
         self.split_revision = Gauge(
             "loopstack_serving_split_revision",
             "Revision of the traffic split each model is served with.",

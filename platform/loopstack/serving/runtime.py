@@ -29,6 +29,7 @@ from loopstack.serving.features import FeatureLookup, FeatureRows, OnlineFeature
 from loopstack.serving.loader import LoadedVersion, Scores
 from loopstack.serving.metrics import ServingMetrics
 from loopstack.serving.records import EventContext, safe_inputs
+from loopstack.serving.review import ReviewFlags, review_flags
 from loopstack.serving.routing import Route, ServedSplit
 from loopstack.serving.schema import Columns
 
@@ -88,6 +89,8 @@ class ScoreResult:
     prediction_datatype: str
     explanations: list[dict[str, Any]] | None = None
     """One per row when the request asked for them (`explain`), else None."""
+    needs_review: list[bool] | None = None
+    """One per row when the model's spec sets `review.min_margin`, else None."""
 
 
 @dataclass
@@ -325,9 +328,16 @@ class ServingRuntime:
         route = prepared.route.route
         self.metrics.observe(req.model, version.version, req.protocol, route, "200", seconds)
         self._observe_values(version, route, scores)
+        review = review_flags(prepared.lookup.spec.review if prepared.lookup else None, scores)
+        if review is not None:
+            flagged = sum(review.needs_review)
+            if flagged:
+                self.metrics.needs_review.labels(req.model, version.version, route).inc(flagged)
         context = EventContext(req, prepared.lookup, prepared.keys, rows, at)
         inputs = context.input_rows(frame, version)
-        self._emit_ok(context, version, route, ids, inputs, scores, seconds, None, explanations)
+        self._emit_ok(
+            context, version, route, ids, inputs, scores, seconds, None, explanations, review
+        )
         if prepared.route.shadow is not None:
             self._mirror(context, prepared.route.shadow, columns, ids, inputs)
         return ScoreResult(
@@ -341,6 +351,7 @@ class ServingRuntime:
             classes=version.classes,
             prediction_datatype=version.prediction_datatype,
             explanations=explanations,
+            needs_review=review.needs_review if review is not None else None,
         )
 
     def _observe_values(self, version: LoadedVersion, route: str, scores: Scores) -> None:
@@ -361,6 +372,7 @@ class ServingRuntime:
         seconds: float,
         paired: list[str] | None = None,
         explanations: list[dict[str, Any]] | None = None,
+        review: ReviewFlags | None = None,
     ) -> None:
         for i, pid in enumerate(ids):
             outputs: dict[str, Any] = {"prediction": scores.predictions[i]}
@@ -375,6 +387,8 @@ class ServingRuntime:
                 data["paired_prediction_id"] = paired[i]
             if explanations is not None:
                 data["explanation"] = explanations[i]
+            if review is not None:
+                data["review"] = review.event_field(i)
             context.emit(self.sink, pid, data)
 
     def record_failure(

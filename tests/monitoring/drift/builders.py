@@ -82,9 +82,10 @@ def prediction_event(
     route: str = "champion",
     model: str = MODEL,
 ) -> Event:
-    """A `prediction.v1` event as the inference runtime logs it (one row)."""
+    """A `prediction.v1` event as the inference runtime logs it (one row; the event id is the
+    prediction id)."""
     data = {
-        "prediction_id": uuid.uuid4().hex,
+        "prediction_id": str(uuid.uuid4()),
         "model": model,
         "version": version,
         "route": route,
@@ -95,7 +96,8 @@ def prediction_event(
         "latency_ms": 1.0,
         "request_time": iso(at),
     }
-    return Event.create("prediction.v1", data, source="test/serving", subject=model)
+    event = Event.create("prediction.v1", data, source="test/serving", subject=model)
+    return event.with_changes(id=data["prediction_id"])
 
 
 def events_of(
@@ -153,7 +155,8 @@ class RecordingPublisher:
 
     def data(self, kind: str | None = None) -> list[dict[str, Any]]:
         """The published `drift.v1` data (of one kind)."""
-        return [e.data for _, e in self.events if kind is None or e.data["kind"] == kind]
+        drift = [e.data for _, e in self.events if e.name == "drift.v1"]
+        return [d for d in drift if kind is None or d["kind"] == kind]
 
 
 def logged_drift(log: EventLog) -> list[dict[str, Any]]:

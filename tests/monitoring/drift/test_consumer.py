@@ -10,9 +10,11 @@ from typing import Any
 import pandas as pd
 import pytest
 from loopstack.core.events import EventLog
+from loopstack.core.events.topics import PREDICTIONS
 from loopstack.core.settings import Settings
 from loopstack.monitoring.detector_client import DetectorClient
 from loopstack.monitoring.drift import DriftConsumer, DriftQueries, DriftStore
+from loopstack.monitoring.drift.consumer import SpecCatalog
 from loopstack.monitoring.drift.tables import drift_windows
 from prometheus_client import CollectorRegistry
 from sqlalchemy import select
@@ -49,9 +51,10 @@ def consumer_of(
     client: DetectorClient,
     bundles: DictBundles,
     publisher: RecordingPublisher,
+    catalog: SpecCatalog | None = None,
     **spec: Any,
 ) -> DriftConsumer:
-    """A consumer of the test model with the weekly spec."""
+    """A consumer of the test model with the weekly spec (from `catalog`, if given)."""
     drift_spec = week_spec(**spec) if spec else SPEC
     return DriftConsumer(
         settings,
@@ -59,7 +62,7 @@ def consumer_of(
         store,
         client,
         bundles,
-        specs=lambda _model: drift_spec,
+        specs=catalog or (lambda _model: drift_spec),
         publisher=publisher,
         registry=CollectorRegistry(),
     )
@@ -127,6 +130,39 @@ def test_summer_is_flagged_and_held_out_winter_weeks_are_not(
     windows = DriftQueries(store).windows(MODEL, limit=5)
     assert len(windows) == 5 and windows[0]["drifted"] is True
     assert {f["feature"] for f in windows[0]["features"]} >= {*["temp", "hum"], "prediction"}
+
+
+def test_outlier_rows_join_the_review_queue(
+    settings: Settings,
+    event_log: EventLog,
+    store: DriftStore,
+    client: DetectorClient,
+    jan_feb: JanFeb,
+) -> None:
+    hours = jan_feb.hours
+    july = weeks(hours[hours["month"] == 7])[:2]
+    publisher = RecordingPublisher()
+    bundles = DictBundles({(MODEL, "1"): jan_feb.bundle})
+    catalog = SpecCatalog(specs={MODEL: SPEC})  # the default review spec: outliers on
+    consumer = consumer_of(settings, event_log, store, client, bundles, publisher, catalog)
+    sent = [e for block in july for e in events_of(block, jan_feb.predictor)]
+    append(event_log, sent)
+    consumer.drain()
+
+    reviews = [e for topic, e in publisher.events if topic == PREDICTIONS]
+    flagged = {
+        d["window_no"]: round(d["outlier_scores"]["outlier_fraction"] * d["sample_size"])
+        for d in publisher.data("outlier")
+    }
+    assert sum(flagged.values()) > 0  # July is far from the Jan-Feb reference
+    by_window = [e.data["window_no"] for e in reviews]
+    assert {w: by_window.count(w) for w in flagged if flagged[w]} == {
+        w: n for w, n in flagged.items() if n
+    }
+    ids = {e.data["prediction_id"] for e in sent}
+    assert {e.data["prediction_id"] for e in reviews} <= ids
+    assert all(e.data["reasons"] == ["outlier"] and e.data["version"] == "1" for e in reviews)
+    assert len({e.id for e in reviews}) == len(reviews)  # ids derive from window and row
 
 
 def test_shadow_predictions_stay_out_of_windows(

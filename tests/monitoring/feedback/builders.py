@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 from loopstack.core.events import Event
 from loopstack.core.modelspec import ModelSpec, QualitySpec, load_model_spec
+from loopstack.monitoring.feedback import ModelCatalog
 
 PROJECT_DIR = Path(__file__).resolve().parents[3]
 DATA = PROJECT_DIR / "feature_repo" / "data"
@@ -29,6 +30,15 @@ def spec(name: str, **quality: Any) -> ModelSpec:
     return base.model_copy(
         update={"quality": QualitySpec(**{**base.quality.model_dump(), **quality})}
     )
+
+
+API_CATALOG = ModelCatalog(
+    specs={
+        "bike-demand": spec("bike-demand", window_size=10),
+        "credit-default": spec("credit-default", window_size=10),
+    }
+)
+"""The models of the API tests, with small quality windows."""
 
 
 def bike_rows(n: int, start: int = 0) -> pd.DataFrame:

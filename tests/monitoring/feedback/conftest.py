@@ -6,14 +6,21 @@ import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import psycopg
 import pytest
-from loopstack.core.events import EventLog, open_event_log
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from loopstack.api.errors import install_error_handlers
+from loopstack.api.routes.feedback import router
+from loopstack.core.events import EventLog, Publisher, open_event_log
 from loopstack.core.settings import Settings, load_settings
 from loopstack.monitoring.feedback import ReadModel
+from loopstack.monitoring.feedback.consumer import FeedbackConsumer
+from loopstack.monitoring.feedback.service import FeedbackService
 
-from tests.monitoring.feedback.builders import PROJECT_DIR
+from tests.monitoring.feedback.builders import API_CATALOG, PROJECT_DIR
 from tests.servers import postgres_server
 
 
@@ -90,3 +97,38 @@ class Clock:
 def clock() -> Clock:
     """A clock the test moves."""
     return Clock()
+
+
+@pytest.fixture
+def publisher(settings: Settings, event_log: EventLog) -> Iterator[Publisher]:
+    """The API's outbox publisher."""
+    pub = Publisher.open(settings, event_log, "api-test")
+    try:
+        yield pub
+    finally:
+        pub.close(timeout=5)
+
+
+@pytest.fixture
+def consumer(
+    settings: Settings, event_log: EventLog, read_model: ReadModel
+) -> Iterator[FeedbackConsumer]:
+    """The feedback consumer on the same log and read model."""
+    c = FeedbackConsumer(settings, event_log, read_model, catalog=API_CATALOG)
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+@pytest.fixture
+def client(
+    settings: Settings, event_log: EventLog, read_model: ReadModel, publisher: Publisher
+) -> Iterator[TestClient]:
+    """A TestClient of an app with only the feedback routes (on `API_CATALOG`)."""
+    service = FeedbackService(settings, read_model, event_log, publisher, catalog=API_CATALOG)
+    app = FastAPI()
+    install_error_handlers(app)
+    app.include_router(router(SimpleNamespace(feedback=service)))
+    with TestClient(app) as test_client:
+        yield test_client

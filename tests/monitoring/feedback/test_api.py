@@ -3,66 +3,15 @@ batch, then quality and prediction queries on what the consumer joined, and a re
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
-from types import SimpleNamespace
 
-import pytest
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from loopstack.api.errors import install_error_handlers
-from loopstack.api.routes.feedback import router
 from loopstack.core.events import EventLog, Publisher
 from loopstack.core.events.topics import PREDICTIONS
-from loopstack.core.settings import Settings
-from loopstack.monitoring.feedback import ModelCatalog, ReadModel
 from loopstack.monitoring.feedback.consumer import FeedbackConsumer
-from loopstack.monitoring.feedback.service import FeedbackService
 
-from tests.monitoring.feedback.builders import bike_rows, bike_scenario, iso, spec
+from tests.monitoring.feedback.builders import bike_rows, bike_scenario, iso
 from tests.monitoring.feedback.test_join import append
-
-CATALOG = ModelCatalog(
-    specs={
-        "bike-demand": spec("bike-demand", window_size=10),
-        "credit-default": spec("credit-default", window_size=10),
-    }
-)
-
-
-@pytest.fixture
-def publisher(settings: Settings, event_log: EventLog) -> Iterator[Publisher]:
-    """The API's outbox publisher."""
-    pub = Publisher.open(settings, event_log, "api-test")
-    try:
-        yield pub
-    finally:
-        pub.close(timeout=5)
-
-
-@pytest.fixture
-def consumer(
-    settings: Settings, event_log: EventLog, read_model: ReadModel
-) -> Iterator[FeedbackConsumer]:
-    """The feedback consumer on the same log and read model."""
-    c = FeedbackConsumer(settings, event_log, read_model, catalog=CATALOG)
-    try:
-        yield c
-    finally:
-        c.close()
-
-
-@pytest.fixture
-def client(
-    settings: Settings, event_log: EventLog, read_model: ReadModel, publisher: Publisher
-) -> Iterator[TestClient]:
-    """A TestClient of an app with only the feedback routes."""
-    service = FeedbackService(settings, read_model, event_log, publisher, catalog=CATALOG)
-    app = FastAPI()
-    install_error_handlers(app)
-    app.include_router(router(SimpleNamespace(feedback=service)))
-    with TestClient(app) as test_client:
-        yield test_client
 
 
 def test_partial_batch_is_published_item_by_item_and_queries_see_the_join(

@@ -7,21 +7,34 @@
 - `GET /v1/models/{name}/quality`: closed quality windows per version, route and segment.
 - `GET /v1/predictions/{id}`, `GET /v1/predictions`: what was predicted and the outcome.
 - `GET /v1/predictions/{id}/why`: inputs, features, version lineage, explanation, outcome.
+- `GET /v1/reviews`: the review queue; `POST /v1/reviews/{id}/decision`: a reviewer's decision
+  (a human outcome, by the authenticated caller).
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Protocol
 
-from fastapi import APIRouter, Body, Query
+from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 
+from loopstack.api.auth import principal_of
+from loopstack.monitoring.feedback.review_queries import ReviewStatus
 from loopstack.monitoring.feedback.service import FeedbackService
 from loopstack.monitoring.feedback.why import PredictionWhy
 
 __all__ = ["FeedbackServices", "router"]
 
 Route = Literal["champion", "canary", "shadow"]
+
+
+class ReviewDecision(BaseModel):
+    """A reviewer's answer for a flagged prediction."""
+
+    model_config = ConfigDict(extra="forbid")
+    outcome: Any = Field(description="The true label or value (0/1 for a classifier).")
+    note: str | None = Field(None, max_length=2000, description="Why (kept with the decision).")
 
 
 class FeedbackServices(Protocol):
@@ -109,5 +122,28 @@ def router(services: FeedbackServices) -> APIRouter:
             limit=limit,
             cursor=cursor,
         )
+
+    @api.get("/v1/reviews")
+    def review_queue(
+        model: str | None = None,
+        version: str | None = None,
+        status: ReviewStatus = "pending",
+        limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+        cursor: str | None = None,
+    ) -> dict[str, Any]:
+        """Predictions flagged `needs_review` (low confidence, outliers), oldest first, with
+        inputs and answer; per version: pending, decided, overridden, override rate."""
+        return services.feedback.reviews(
+            status=status, model=model, version=version, limit=limit, cursor=cursor
+        )
+
+    @api.post("/v1/reviews/{prediction_id}/decision")
+    def decide_review(
+        prediction_id: str, decision: ReviewDecision, request: Request
+    ) -> dict[str, Any]:
+        """Record the reviewer's label for a flagged prediction (a human outcome: it wins over
+        system outcomes in live quality); the reviewer is the authenticated caller."""
+        reviewer = principal_of(request).subject
+        return services.feedback.decide(prediction_id, decision.outcome, reviewer, decision.note)
 
     return api

@@ -29,7 +29,7 @@ from loopstack.core.events import (
     EventMetrics,
 )
 from loopstack.core.events.topics import PREDICTIONS
-from loopstack.core.modelspec import DriftSpec, load_model_spec
+from loopstack.core.modelspec import DriftSpec, ReviewSpec, load_model_spec
 from loopstack.core.processes import ProcessSpec, consumer_process, stop_on_signals
 from loopstack.core.settings import Settings, load_settings
 from loopstack.monitoring.detector_client import DetectorClient
@@ -57,6 +57,7 @@ class SpecCatalog:
     ) -> None:
         self._dir = models_dir
         self._cache: dict[str, DriftSpec] = dict(specs or {})
+        self._reviews: dict[str, ReviewSpec] = {}
 
     def __call__(self, model: str) -> DriftSpec:
         """The drift spec of `model`."""
@@ -64,11 +65,18 @@ class SpecCatalog:
             spec = DriftSpec()
             if self._dir is not None:
                 try:
-                    spec = load_model_spec(self._dir, model).drift
+                    found = load_model_spec(self._dir, model)
+                    spec = found.drift
+                    self._reviews[model] = found.review
                 except NotFound:
                     log.warning("drift: model %r has no spec; using the default drift spec", model)
             self._cache[model] = spec
         return self._cache[model]
+
+    def review(self, model: str) -> ReviewSpec:
+        """The review spec of `model` (the default one when it has no spec)."""
+        self(model)
+        return self._reviews.get(model, ReviewSpec())
 
 
 class DriftConsumer(ConsumerProcess):
@@ -111,6 +119,7 @@ class DriftConsumer(ConsumerProcess):
             detectors,
             self.gauges,
             publisher=publisher,
+            reviews=self.specs.review if isinstance(self.specs, SpecCatalog) else None,
             unwatched=unwatched,
             clock=clock,
         )

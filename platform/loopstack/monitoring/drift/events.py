@@ -18,7 +18,14 @@ from loopstack.monitoring.drift.verdict import WindowVerdict
 from loopstack.monitoring.drift.windows import to_iso
 from loopstack.monitoring.drift_report import DriftReport
 
-__all__ = ["OUTLIER_RATIO", "WindowFacts", "drift_events", "event_id", "outliers_drifted"]
+__all__ = [
+    "OUTLIER_RATIO",
+    "WindowFacts",
+    "drift_events",
+    "event_id",
+    "outliers_drifted",
+    "review_events",
+]
 
 SOURCE = "loopstack/drift"
 
@@ -108,3 +115,35 @@ def drift_events(
         data = {"status": "ok", "drifted": drifted, "method": "IForest", "outlier_scores": scores}
         events.append(_event(facts, "outlier", data))
     return events
+
+
+def review_events(
+    facts: WindowFacts,
+    report: DriftReport | None,
+    prediction_ids: list[str],
+    flagged_at: datetime,
+) -> list[Event]:
+    """`review.v1` for each window row the outlier detector flagged (`prediction_ids`: the
+    kept rows' ids, in the order the detector scored them); ids derive from the window."""
+    out = report.outliers if report is not None else None
+    if out is None or len(out.flags) != len(prediction_ids):
+        return []
+    flagged = sorted({pid for pid, flag in zip(prediction_ids, out.flags, strict=True) if flag})
+    return [
+        Event.create(
+            "review.v1",
+            {
+                "prediction_id": pid,
+                "model": facts.model,
+                "version": facts.version,
+                "reasons": ["outlier"],
+                "window_no": facts.window_no,
+                "threshold": out.threshold,
+                "flagged_at": to_iso(flagged_at),
+            },
+            source=SOURCE,
+            subject=facts.model,
+            partitionkey=facts.model,
+        ).with_changes(id=event_id(facts, f"review:{pid}"))
+        for pid in flagged
+    ]

@@ -4,7 +4,9 @@ For each closed window, oldest first per version: fetch the version's detectors 
 process: the bundle from MLflow, PUT into the detector server), score the window's rows, apply
 the effect-size guard, then in ONE store transaction move the window `closed → reported` (a
 conditional update: a window already reported is left alone), write the read table, delete the
-window's rows and queue the `drift.v1` events to the publisher's durable outbox. A detector
+window's rows and queue the `drift.v1` events to the publisher's durable outbox (with a
+`review.v1` on the predictions topic for each row the outlier detector flagged, when the
+model's `review.outliers` asks for it). A detector
 server or registry that is down leaves the window closed: it is retried on the next pass.
 """
 
@@ -24,8 +26,8 @@ from sqlalchemy.engine import Connection, RowMapping
 
 from loopstack.core.errors import Unavailable
 from loopstack.core.events import Event
-from loopstack.core.events.topics import DRIFT
-from loopstack.core.modelspec import DriftSpec
+from loopstack.core.events.topics import DRIFT, PREDICTIONS
+from loopstack.core.modelspec import DriftSpec, ReviewSpec
 from loopstack.monitoring.detector_client import DetectorClient
 from loopstack.monitoring.drift.bundles import (
     BundleInfo,
@@ -33,7 +35,12 @@ from loopstack.monitoring.drift.bundles import (
     detector_key,
     read_bundle_info,
 )
-from loopstack.monitoring.drift.events import WindowFacts, drift_events, outliers_drifted
+from loopstack.monitoring.drift.events import (
+    WindowFacts,
+    drift_events,
+    outliers_drifted,
+    review_events,
+)
 from loopstack.monitoring.drift.gauges import DriftGauges
 from loopstack.monitoring.drift.rows import PREDICTION
 from loopstack.monitoring.drift.store import DriftStore
@@ -72,12 +79,21 @@ def _usable(value: Any, categorical: bool) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def kept_rows(rows: Sequence[dict[str, Any]], info: BundleInfo) -> list[int]:
+    """Indices of the rows that have every feature the detectors read."""
+    return [
+        i
+        for i, r in enumerate(rows)
+        if all(_usable(r.get(f), f in info.categorical) for f in info.features)
+    ]
+
+
 def window_frame(rows: Sequence[dict[str, Any]], info: BundleInfo) -> tuple[pd.DataFrame, int]:
     """The window as the detectors' table; rows missing a feature are dropped (and counted).
 
     The prediction column is kept only when every kept row has a numeric prediction.
     """
-    kept = [r for r in rows if all(_usable(r.get(f), f in info.categorical) for f in info.features)]
+    kept = [rows[i] for i in kept_rows(rows, info)]
     frame = pd.DataFrame(
         {f: [r[f] for r in kept] for f in info.features}, columns=list(info.features)
     )
@@ -104,11 +120,13 @@ class WindowReporter:
         gauges: DriftGauges,
         *,
         publisher: DriftPublisher | None = None,
+        reviews: Callable[[str], ReviewSpec] | None = None,
         unwatched: set[tuple[str, str]] | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._store = store
         self._specs = specs
+        self._reviews = reviews
         self._bundles = bundles
         self._client = detectors
         self.gauges = gauges
@@ -173,17 +191,16 @@ class WindowReporter:
             self._unwatch(head)
             return 0
         spec = self._specs(model)
+        r = drift_rows.c
         with self._store.engine.connect() as conn:
-            rows = [
-                orjson.loads(data)
-                for (data,) in conn.execute(
-                    select(drift_rows.c.data).where(
-                        drift_rows.c.model == model,
-                        drift_rows.c.version == version,
-                        drift_rows.c.window_no == number,
-                    )
+            stored = list(
+                conn.execute(
+                    select(r.event_id, r.data)
+                    .where(r.model == model, r.version == version, r.window_no == number)
+                    .order_by(r.event_id, r.row_no)
                 )
-            ]
+            )
+        rows = [orjson.loads(data) for _, data in stored]
         frame, dropped = window_frame(rows, found.info)
         if dropped:
             self.gauges.skipped.labels(model, "incomplete").inc(dropped)
@@ -201,10 +218,14 @@ class WindowReporter:
             model, version, number, head["start_time"], head["end_time"], len(frame)
         )
         events = drift_events(facts, spec, report, verdict)
+        reviews: list[Event] = []
+        if self._reviews is not None and self._reviews(model).outliers:
+            ids = [stored[i][0] for i in kept_rows(rows, found.info)]
+            reviews = review_events(facts, report, ids, self._clock())
         results = _result_rows(facts, spec, report, verdict, self._clock())
         status = "ok" if report is not None and report.status == "ok" else "not_enough_data"
         drifted = _detected(verdict)
-        if self._finish(head, "reported", status, drifted, results, events):
+        if self._finish(head, "reported", status, drifted, results, events, reviews):
             self._set_gauges(facts, status, verdict, report)
             return 1
         return 0
@@ -217,6 +238,7 @@ class WindowReporter:
         drifted: bool,
         results: list[dict[str, Any]],
         events: list[Event],
+        reviews: Sequence[Event] = (),
     ) -> bool:
         """Mark the window, write its results, drop its rows, queue its events: one transaction."""
         key = (head["model"], head["version"], head["window_no"])
@@ -233,9 +255,12 @@ class WindowReporter:
             if results:
                 conn.execute(insert(drift_results), results)
             _delete_rows(conn, *key)
-            if events and self._publisher is not None:
+            if self._publisher is not None:
                 # Queued before the commit: a crash in between re-sends the same event ids.
-                self._publisher.publish(DRIFT, events)
+                if events:
+                    self._publisher.publish(DRIFT, events)
+                if reviews:
+                    self._publisher.publish(PREDICTIONS, reviews)
         return True
 
     def _unwatch(self, head: RowMapping) -> None:

@@ -33,10 +33,11 @@ from loopstack.core.settings import Settings, load_settings
 from loopstack.monitoring.feedback.alerts import QualityAlerter, QualityPublisher
 from loopstack.monitoring.feedback.baselines import Baselines
 from loopstack.monitoring.feedback.catalog import ModelCatalog
-from loopstack.monitoring.feedback.gauges import QualityGauges
+from loopstack.monitoring.feedback.gauges import QualityGauges, ReviewGauges
 from loopstack.monitoring.feedback.orphans import sweep_orphans
 from loopstack.monitoring.feedback.projector import FeedbackProjector, utcnow
 from loopstack.monitoring.feedback.push import LagPusher
+from loopstack.monitoring.feedback.review_queries import review_summary
 from loopstack.monitoring.feedback.store import ReadModel
 from loopstack.monitoring.feedback.windows import refresh
 
@@ -101,6 +102,7 @@ class FeedbackConsumer(ConsumerProcess):
             publisher,
             QualityGauges(self.metrics.registry),
         )
+        self.review_gauges = ReviewGauges(self.metrics.registry)
         self.pusher = pusher
         self._next_housekeeping = 0.0
 
@@ -122,7 +124,7 @@ class FeedbackConsumer(ConsumerProcess):
         """Dead-letter orphans (if `sweep`), evaluate closed windows, push lag features (each
         independently: one failing leaves the others running and is retried next time)."""
         self._next_housekeeping = time.monotonic() + self.settings.feedback.sweep_interval_s
-        done = {"orphans": 0, "windows": 0, "alerts": 0, "pushed": 0}
+        done = {"orphans": 0, "windows": 0, "alerts": 0, "reviews": 0, "pushed": 0}
         steps: list[tuple[str, Callable[[], int]]] = []
         if sweep:
             steps.append(
@@ -139,6 +141,9 @@ class FeedbackConsumer(ConsumerProcess):
             )
         steps.append(("windows", lambda: refresh(self.read_model.engine, self.catalog)))
         steps.append(("alerts", lambda: len(self.alerter.evaluate())))
+        steps.append(
+            ("reviews", lambda: self.review_gauges.set(review_summary(self.read_model.engine)))
+        )
         if self.pusher is not None:
             steps.append(("pushed", self.pusher.drain))
         for name, step in steps:

@@ -10,6 +10,7 @@ __all__ = [
     "OrphanOutcome",
     "PredictionNotFound",
     "ReadModelUnavailable",
+    "ReviewNotFound",
 ]
 
 
@@ -21,6 +22,16 @@ class PredictionNotFound(NotFound):
         super().__init__(
             f"prediction {prediction_id!r} is not in the feedback read model; check the id, or "
             "wait for the feedback consumer to catch up (is it running? `loopstack status`)"
+        )
+
+
+class ReviewNotFound(NotFound):
+    """The prediction is not in the review queue: only flagged predictions take a decision."""
+
+    def __init__(self, prediction_id: str) -> None:
+        super().__init__(
+            f"prediction {prediction_id!r} is not in the review queue; list it with "
+            "`loopstack reviews`, or send a plain human outcome with `loopstack feedback send`"
         )
 
 

@@ -1,10 +1,14 @@
-"""Prometheus gauges of live quality (`loopstack_quality_*`), on a registry passed in."""
+"""Prometheus gauges of live quality (`loopstack_quality_*`) and of the review queue
+(`loopstack_review*`), on a registry passed in."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Gauge
 
-__all__ = ["QualityGauges"]
+__all__ = ["QualityGauges", "ReviewGauges"]
 
 _LABELS = ["model", "version", "route", "segment"]
 
@@ -59,3 +63,39 @@ class QualityGauges:
                 self.gap.labels(model, version, route, segment, metric).set(value)
             else:
                 self.value.labels(model, version, route, segment, metric).set(value)
+
+
+class ReviewGauges:
+    """The review queue per model version: pending and decided reviews, and the share of
+    decisions that overrode the model's answer."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        labels = ["model", "version"]
+        self.pending = Gauge(
+            "loopstack_reviews_pending",
+            "Flagged predictions waiting for a reviewer's decision.",
+            labels,
+            registry=registry,
+        )
+        self.decided = Gauge(
+            "loopstack_reviews_decided",
+            "Flagged predictions a reviewer decided.",
+            labels,
+            registry=registry,
+        )
+        self.override_rate = Gauge(
+            "loopstack_review_override_rate",
+            "Share of review decisions that differ from the model's answer.",
+            labels,
+            registry=registry,
+        )
+
+    def set(self, summary: Sequence[dict[str, Any]]) -> int:
+        """Publish `review_summary` rows; return how many versions they cover."""
+        for row in summary:
+            labels = (row["model"], row["version"])
+            self.pending.labels(*labels).set(row["pending"])
+            self.decided.labels(*labels).set(row["decided"])
+            if row["override_rate"] is not None:
+                self.override_rate.labels(*labels).set(row["override_rate"])
+        return len(summary)

@@ -27,6 +27,8 @@ _FIELDS = {
     "model",
     "entity_key",
     "event_time",
+    "reviewer",
+    "note",
 }
 
 
@@ -107,8 +109,12 @@ class OutcomeIntake:
                 }
             )
         if events:
-            self._publisher.publish(OUTCOMES, events)
+            self.publish(events)
         return result
+
+    def publish(self, events: Sequence[Event]) -> None:
+        """Hand validated outcome events to the log."""
+        self._publisher.publish(OUTCOMES, events)
 
     def event_for(self, item: Any) -> Event:
         """The validated `outcome.v1` event of one item.
@@ -133,6 +139,11 @@ class OutcomeIntake:
         }
         if data["source"] not in ("system", "human"):
             raise InvalidInput(f"`source` must be system or human, got {data['source']!r}")
+        for name in ("reviewer", "note"):
+            if item.get(name) is not None:
+                if not isinstance(item[name], str):
+                    raise InvalidInput(f"`{name}` must be text")
+                data[name] = item[name]
         model = item.get("model")
         pid = item.get("prediction_id")
         if pid not in (None, ""):

@@ -8,6 +8,7 @@ the event's processed mark. The join is symmetric and order-insensitive:
   model after it arrived); the sweeper then dead-letters it as an orphan;
 - when a prediction has several outcomes, one wins: human over system, then the later
   observation, then the larger event id (an override, whatever the arrival order).
+Reviews (`review.v1`, flagged predictions, human decisions) go to the review queue (`reviews`).
 The first outcome of a prediction places it in a window of its version and route; the row that
 fills a window closes it; metrics follow with `windows.refresh` after the batch commits. Duplicated event ids never reach the projector
 (the runner drops them); a prediction id logged twice is stored once.
@@ -28,6 +29,12 @@ from loopstack.core.errors import InvalidInput
 from loopstack.core.events import Event
 from loopstack.monitoring.feedback.catalog import ModelCatalog
 from loopstack.monitoring.feedback.records import OutcomeRow, PredictionRow
+from loopstack.monitoring.feedback.reviews import (
+    REVIEW,
+    apply_review_event,
+    review_decision,
+    review_from_prediction,
+)
 from loopstack.monitoring.feedback.tables import (
     outcomes,
     predictions,
@@ -75,8 +82,11 @@ class FeedbackProjector:
         name = event.name
         if name == PREDICTION:
             self.apply_prediction(event, conn)
+            review_from_prediction(conn, event)
         elif name == OUTCOME:
             self.apply_outcome(event, conn)
+        elif name == REVIEW:
+            apply_review_event(conn, event)
 
     # -- predictions ---------------------------------------------------------------------------
 
@@ -198,6 +208,7 @@ class FeedbackProjector:
         )
         if outcome.entity and outcome.event_time and outcome.model in self.push_models:
             self._record_series(conn, outcome.model, outcome.entity, outcome.event_time, outcome)
+        review_decision(conn, event, outcome)
 
     def _matching_predictions(self, conn: Connection, outcome: OutcomeRow) -> list[RowMapping]:
         p = predictions.c

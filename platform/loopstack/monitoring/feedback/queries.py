@@ -20,9 +20,9 @@ __all__ = ["MAX_PAGE", "QualityQueries", "decode_cursor", "encode_cursor"]
 MAX_PAGE = 1000
 
 
-def encode_cursor(row: RowMapping) -> str:
-    """An opaque cursor after `row` (its request time and id)."""
-    raw = f"{to_iso(row['request_time'])}|{row['prediction_id']}"
+def encode_cursor(row: RowMapping, time_column: str = "request_time") -> str:
+    """An opaque cursor after `row` (its time and prediction id)."""
+    raw = f"{to_iso(row[time_column])}|{row['prediction_id']}"
     return base64.urlsafe_b64encode(raw.encode()).decode()
 
 

@@ -183,6 +183,7 @@ class PredictionRow:
                 "latency_ms",
                 "error",
                 "explanation",
+                "review",
             )
             if data.get(k) is not None
         }

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
+
+from sqlalchemy import select
 
 from loopstack.core.events import EventLog
 from loopstack.core.settings import Settings
 from loopstack.monitoring.feedback.catalog import ModelCatalog
+from loopstack.monitoring.feedback.errors import ReviewNotFound
 from loopstack.monitoring.feedback.intake import FeedbackResult, OutcomeIntake, OutcomePublisher
 from loopstack.monitoring.feedback.projector import FeedbackProjector
 from loopstack.monitoring.feedback.queries import QualityQueries
 from loopstack.monitoring.feedback.rebuild import RebuildResult, rebuild
+from loopstack.monitoring.feedback.review_queries import ReviewStatus, review_page
 from loopstack.monitoring.feedback.store import ReadModel
+from loopstack.monitoring.feedback.tables import reviews
 
 __all__ = ["FeedbackService"]
 
@@ -61,6 +67,38 @@ class FeedbackService:
     def quality(self, model: str, **filters: Any) -> dict[str, Any]:
         """Windowed live quality of a model (see `QualityQueries.quality`)."""
         return self.queries.quality(model, **filters)
+
+    def reviews(self, status: ReviewStatus = "pending", **filters: Any) -> dict[str, Any]:
+        """A page of the review queue with per-version counts (see `review_page`)."""
+        return review_page(self.read_model.engine, status=status, **filters)
+
+    def decide(
+        self, prediction_id: str, outcome: Any, reviewer: str, note: str | None = None
+    ) -> dict[str, Any]:
+        """Publish a reviewer's decision on a queued prediction as a human outcome.
+
+        Raises:
+            ReviewNotFound: the prediction is not in the review queue.
+            InvalidInput: the outcome is not a valid label for the model.
+        """
+        with self.read_model.engine.connect() as conn:
+            queued = conn.execute(
+                select(reviews.c.model).where(reviews.c.prediction_id == prediction_id)
+            ).first()
+        if queued is None:
+            raise ReviewNotFound(prediction_id)
+        item = {
+            "prediction_id": prediction_id,
+            "model": queued[0],
+            "outcome": outcome,
+            "observed_at": datetime.now(UTC).isoformat(),
+            "source": "human",
+            "reviewer": reviewer,
+            "note": note,
+        }
+        event = self.intake.event_for(item)
+        self.intake.publish([event])
+        return {"prediction_id": prediction_id, "event_id": event.id, "status": "accepted"}
 
     def rebuild(self) -> RebuildResult:
         """Rebuild the read model from the event log (the consumer pushes the queued lag rows)."""

@@ -30,6 +30,7 @@ __all__ = [
     "outcomes",
     "predictions",
     "push_queue",
+    "reviews",
     "series",
     "window_metrics",
     "windows",
@@ -173,3 +174,28 @@ push_queue = Table(
     Column("hour", DateTime, primary_key=True),
 )
 """Lag-feature rows (for hour + 1h) still to push to the online store."""
+
+reviews = Table(
+    "feedback_reviews",
+    metadata,
+    Column("prediction_id", String(128), primary_key=True),
+    Column("model", String(_MODEL), nullable=False),
+    Column("version", String(_VERSION), nullable=False),
+    Column("route", String(_ROUTE)),
+    Column("reasons", String(64), nullable=False),
+    Column("margin", Float),
+    Column("predicted_json", Text),
+    Column("predicted_value", Float),
+    Column("flagged_at", DateTime, nullable=False),
+    Column("decision_event_id", String(64)),
+    Column("decision_json", Text),
+    Column("decision_value", Float),
+    Column("reviewer", String(255)),
+    Column("note", Text),
+    Column("decided_at", DateTime),
+    Column("overridden", Boolean),
+    Index("ix_feedback_reviews_queue", "model", "decided_at", "flagged_at"),
+)
+"""The review queue: predictions flagged `needs_review` (low class-probability margin at
+serving time, or an outlier row of a drift window) and the reviewer's decision, a human
+outcome; `overridden` when the decision differs from what the model answered."""
