@@ -1,5 +1,5 @@
-"""`loopstack feedback send`, `feedback rebuild` and `quality MODEL [--plot]` against a real
-HTTP server running the feedback routes."""
+"""`loopstack feedback send`, `feedback rebuild`, `quality MODEL [--plot]` and `reviews`
+against a real HTTP server running the feedback routes."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import typer
 from fastapi import FastAPI
 from loopstack.api.errors import install_error_handlers
 from loopstack.api.routes.feedback import router
-from loopstack.cli import feedback
+from loopstack.cli import feedback, reviews
 from loopstack.core.events import EventLog, Publisher
 from loopstack.core.events.topics import PREDICTIONS
 from loopstack.core.settings import Settings
@@ -25,9 +25,15 @@ from typer.testing import CliRunner
 
 from tests.monitoring.feedback.builders import bike_rows, bike_scenario, spec
 from tests.monitoring.feedback.test_join import append
+from tests.monitoring.feedback.test_reviews import credit_prediction
 from tests.servers import asgi_server
 
-CATALOG = ModelCatalog(specs={"bike-demand": spec("bike-demand", window_size=5)})
+CATALOG = ModelCatalog(
+    specs={
+        "bike-demand": spec("bike-demand", window_size=5),
+        "credit-default": spec("credit-default"),
+    }
+)
 
 
 @pytest.fixture
@@ -57,6 +63,7 @@ def cli_for(settings: Settings) -> typer.Typer:
 
     cli.add_typer(feedback.app, name="feedback")
     cli.command("quality")(feedback.quality)
+    cli.add_typer(reviews.app, name="reviews")
     return cli
 
 
@@ -98,3 +105,41 @@ def test_send_rebuild_and_quality(
     rebuilt = runner.invoke(cli, ["feedback", "rebuild"])
     assert rebuilt.exit_code == 0 and "59 applied" in rebuilt.output  # 40 predictions + 19
     consumer.close()
+
+
+@pytest.mark.parametrize("read_model_url", ["sqlite"], indirect=True)
+def test_reviews_lists_the_queue_and_records_a_decision(
+    api_settings: Settings,
+    event_log: EventLog,
+    read_model: ReadModel,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(reviews.console, "width", 250)
+    append(
+        event_log,
+        PREDICTIONS,
+        [credit_prediction(0, 0.45, True), credit_prediction(1, 0.02, False)],
+    )
+    consumer = FeedbackConsumer(api_settings, event_log, read_model, catalog=CATALOG)
+    consumer.drain()
+    runner, cli = CliRunner(), cli_for(api_settings)
+
+    listed = runner.invoke(cli, ["reviews", "--model", "credit-default"])
+    assert listed.exit_code == 0, listed.output
+    assert "c-0" in listed.output and "low_margin" in listed.output
+    assert "c-1" not in listed.output and "1 pending, 0 decided" in listed.output
+
+    decided = runner.invoke(
+        cli, ["reviews", "decide", "c-0", "--outcome", "1", "--note", "paid late"]
+    )
+    assert decided.exit_code == 0 and "accepted" in decided.output, decided.output
+    refused = runner.invoke(cli, ["reviews", "decide", "c-1", "--outcome", "1"])
+    assert refused.exit_code != 0 and "not in the review queue" in refused.output
+
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        consumer.drain()
+        after = runner.invoke(cli, ["reviews", "--status", "decided"])
+        if "c-0" in after.output:
+            break
+    assert "1 overridden (override rate 100.0%)" in after.output, after.output
