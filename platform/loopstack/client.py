@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import ssl
 from typing import Any
 
 import httpx
 
 from loopstack.core.errors import (
+    ConfigurationError,
     Conflict,
     Forbidden,
     InvalidInput,
@@ -16,6 +18,7 @@ from loopstack.core.errors import (
     Unavailable,
 )
 from loopstack.core.settings import Settings
+from loopstack.core.tls import tls_failure
 
 __all__ = ["LoopstackClient"]
 
@@ -31,17 +34,35 @@ _BY_STATUS: dict[int, type[LoopstackError]] = {
 
 
 class LoopstackClient:
-    """A thin, typed wrapper over the management API's HTTP endpoints."""
+    """A thin, typed wrapper over the management API's HTTP endpoints.
 
-    def __init__(self, base_url: str, token: str | None = None, timeout: float = 30.0) -> None:
+    Args:
+        base_url: the API's URL (`https://...` when it serves TLS).
+        token: bearer token (an API key or a JWT), if the API requires one.
+        timeout: seconds per request.
+        verify: what an https API must present: an SSL context (a private CA; for mutual TLS
+            also this client's certificate) or True for the default CA bundle (certifi).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str | None = None,
+        timeout: float = 30.0,
+        verify: ssl.SSLContext | bool = True,
+    ) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.base_url = base_url.rstrip("/")
-        self._http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout)
+        self._http = httpx.Client(
+            base_url=self.base_url, headers=headers, timeout=timeout, verify=verify
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LoopstackClient:
-        """Client for the API the settings point at."""
-        return cls(settings.api_url, settings.api.token)
+        """Client for the API the settings point at, trusting `tls.ca_file` (if set)."""
+        https = settings.api_url.startswith("https://")
+        verify = settings.client_tls.ssl_context() if https else True
+        return cls(settings.api_url, settings.api.token, verify=verify)
 
     def close(self) -> None:
         """Close the connection pool."""
@@ -57,13 +78,8 @@ class LoopstackClient:
         """Call the API; raise the Loopstack error matching a non-2xx answer."""
         try:
             response = self._http.request(method, path, **kwargs)
-        except httpx.ConnectError as exc:
-            raise Unavailable(
-                f"the management API at {self.base_url} is not reachable; start it with `loopstack up`"
-                " or set LOOPSTACK_API__URL"
-            ) from exc
         except httpx.HTTPError as exc:
-            raise Unavailable(f"the management API at {self.base_url} failed: {exc}") from exc
+            raise self._transport_error(exc) from exc
         if response.is_success:
             return response.json() if response.content else None
         try:
@@ -72,6 +88,29 @@ class LoopstackClient:
             reason = response.text
         error = _BY_STATUS.get(response.status_code, LoopstackError)
         raise error(f"{reason} (HTTP {response.status_code} from {method} {path})")
+
+    def _transport_error(self, exc: httpx.HTTPError) -> LoopstackError:
+        """The Loopstack error (and its fix) for a request that got no HTTP answer."""
+        if (reason := tls_failure(exc, self.base_url)) is not None:
+            return ConfigurationError(reason)
+        if isinstance(exc, httpx.ConnectError):
+            return Unavailable(
+                f"the management API at {self.base_url} is not reachable; start it with `loopstack up`"
+                " or set LOOPSTACK_API__URL"
+            )
+        if isinstance(exc, httpx.RemoteProtocolError):  # what a TLS server does to a misfit
+            hint = (
+                "if it requires client certificates (mutual TLS), set "
+                "LOOPSTACK_TLS__CLIENT_CERT_FILE and LOOPSTACK_TLS__CLIENT_KEY_FILE to one its "
+                "client CA signed"
+                if self.base_url.startswith("https://")
+                else "if it serves TLS, use https:// in LOOPSTACK_API__URL"
+            )
+            return Unavailable(
+                f"the management API at {self.base_url} closed the connection without an "
+                f"answer; {hint}"
+            )
+        return Unavailable(f"the management API at {self.base_url} failed: {exc}")
 
     def get(self, path: str, **params: Any) -> Any:
         """GET a JSON resource."""

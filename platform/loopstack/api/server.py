@@ -1,4 +1,4 @@
-"""Run the management API under uvicorn: `python -m loopstack.api.server`."""
+"""Run the management API under uvicorn: `python -m loopstack.api.server` (HTTPS with `tls.*`)."""
 
 from __future__ import annotations
 
@@ -13,12 +13,14 @@ __all__ = ["main"]
 def main() -> None:
     """Entry point of the management API process."""
     settings = load_settings()
+    tls = settings.server_tls
     uvicorn.run(
         create_app(settings),
         host=settings.host,
         port=settings.api.port,
         log_level="warning",
         access_log=False,
+        **(tls.uvicorn_options() if tls is not None else {}),
     )
 
 

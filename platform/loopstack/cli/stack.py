@@ -15,7 +15,14 @@ from loopstack.monitoring.drift import consumer_spec
 from loopstack.monitoring.feedback.consumer import consumer_spec as feedback_consumer_spec
 from loopstack.serving.stack import SERVING_START_TIMEOUT_S, serving_process
 
-__all__ = ["Component", "StackStatus", "embedded_components", "prepare_state", "stack_status"]
+__all__ = [
+    "Component",
+    "StackStatus",
+    "embedded_components",
+    "prepare_state",
+    "stack_status",
+    "stack_supervisor",
+]
 
 PROCESS_START_TIMEOUT_S = 120.0
 """A Python process's imports alone can take a minute on a busy 2-core machine."""
@@ -34,6 +41,12 @@ def _venv_bin(program: str) -> str:
     if not path.exists():
         raise DependencyMissing(program, "run `make install` (uv sync --frozen)")
     return str(path)
+
+
+def stack_supervisor(settings: Settings) -> Supervisor:
+    """The stack's supervisor; its https health checks trust and present what the CLI does."""
+    verify = settings.client_tls.ssl_context() if settings.server_tls is not None else True
+    return Supervisor(settings.state_path, verify)
 
 
 def prepare_state(settings: Settings) -> None:
@@ -69,7 +82,7 @@ def _mlflow(settings: Settings) -> Component:
 
 
 def _api(settings: Settings) -> Component:
-    url = f"http://{settings.host}:{settings.api.port}"
+    url = settings.server_url(settings.api.port)
     spec = ProcessSpec(
         name="api",
         argv=[sys.executable, "-m", "loopstack.api.server"],
@@ -125,7 +138,7 @@ def stack_status(
     settings: Settings, healthy: Callable[[RunningProcess], bool] | None = None
 ) -> list[StackStatus]:
     """State of every embedded component: healthy, unhealthy, stale or stopped."""
-    supervisor = Supervisor(settings.state_path)
+    supervisor = stack_supervisor(settings)
     rows = []
     for component in embedded_components(settings):
         spec = component.spec
@@ -135,7 +148,7 @@ def stack_status(
         elif not running.alive():
             rows.append(StackStatus(spec.name, "stale", spec.url, running.pid))
         else:
-            ok = healthy(running) if healthy else running.healthy()
+            ok = healthy(running) if healthy else running.healthy(supervisor.verify)
             rows.append(
                 StackStatus(spec.name, "healthy" if ok else "unhealthy", spec.url, running.pid)
             )

@@ -8,7 +8,13 @@ from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElaps
 from rich.table import Table
 
 from loopstack.cli.output import console
-from loopstack.cli.stack import Component, embedded_components, prepare_state, stack_status
+from loopstack.cli.stack import (
+    Component,
+    embedded_components,
+    prepare_state,
+    stack_status,
+    stack_supervisor,
+)
 from loopstack.core.errors import ConfigurationError, DependencyMissing
 from loopstack.core.processes import RunningProcess, Supervisor
 from loopstack.core.settings import Settings
@@ -27,7 +33,8 @@ def up(settings: Settings) -> None:
             "`loopstack up` runs the embedded stack; with backend=kubernetes install the Helm "
             "chart instead (see README), or set LOOPSTACK_BACKEND=embedded"
         )
-    supervisor = Supervisor(settings.state_path)
+    _check_tls(settings)
+    supervisor = stack_supervisor(settings)
     components = embedded_components(settings)
     prepare_state(settings)
     for component in components:
@@ -62,6 +69,16 @@ def up(settings: Settings) -> None:
             supervisor.stop(name)
         raise
     status(settings)
+
+
+def _check_tls(settings: Settings) -> None:
+    """Mutual TLS refuses the stack's own health checks unless they present a certificate."""
+    if settings.tls.client_ca_file is not None and settings.tls.client_cert_file is None:
+        raise ConfigurationError(
+            "mutual TLS is on (LOOPSTACK_TLS__CLIENT_CA_FILE), so the stack's health checks and "
+            "the CLI need a client certificate: set LOOPSTACK_TLS__CLIENT_CERT_FILE and "
+            "LOOPSTACK_TLS__CLIENT_KEY_FILE to one that CA signed"
+        )
 
 
 def _apply_features(settings: Settings, progress: Progress) -> None:

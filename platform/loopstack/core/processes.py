@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -22,6 +23,7 @@ from pathlib import Path
 import httpx
 
 from loopstack.core.errors import ConfigurationError, PortInUse, StalePidFile
+from loopstack.core.tls import tls_failure
 
 __all__ = [
     "stop_on_signals",
@@ -90,11 +92,20 @@ def port_is_free(host: str, port: int) -> bool:
     return True
 
 
-def http_healthy(url: str, timeout: float = 2.0) -> bool:
-    """Whether `url` answers 2xx."""
+Verify = ssl.SSLContext | bool
+"""What an https health check trusts (httpx's `verify`); plain http ignores it."""
+
+
+def http_healthy(
+    url: str, timeout: float = 2.0, verify: Verify = True, raise_tls: bool = False
+) -> bool:
+    """Whether `url` answers 2xx; with `raise_tls`, a TLS failure (waiting will not fix it)
+    raises a `ConfigurationError` naming the fix instead."""
     try:
-        return httpx.get(url, timeout=timeout).is_success
-    except httpx.HTTPError:
+        return httpx.get(url, timeout=timeout, verify=verify).is_success
+    except httpx.HTTPError as exc:
+        if raise_tls and (reason := tls_failure(exc, url)) is not None:
+            raise ConfigurationError(reason) from exc
         return False
 
 
@@ -151,17 +162,23 @@ class RunningProcess:
         """Whether this exact process (not a reused pid) still runs."""
         return pid_alive(self.pid) and _start_time(self.pid) == self.start_time
 
-    def healthy(self) -> bool:
+    def healthy(self, verify: Verify = True) -> bool:
         """Alive and, if it has a health URL, answering it."""
-        return self.alive() and (self.health_url is None or http_healthy(self.health_url))
+        return self.alive() and (
+            self.health_url is None or http_healthy(self.health_url, verify=verify)
+        )
 
 
 class Supervisor:
-    """Starts, tracks and stops process groups under a state directory."""
+    """Starts, tracks and stops process groups under a state directory.
 
-    def __init__(self, state_dir: Path) -> None:
+    `verify` is what https health checks trust (and present, for mutual TLS).
+    """
+
+    def __init__(self, state_dir: Path, verify: Verify = True) -> None:
         self.run_dir = state_dir / "run"
         self.log_dir = state_dir / "logs"
+        self.verify = verify
 
     def pid_file(self, name: str) -> Path:
         """Path of a component's pid file."""
@@ -245,7 +262,9 @@ class Supervisor:
                 raise ConfigurationError(
                     f"{running.name} exited while starting; last log lines:\n{_tail(running.log)}"
                 )
-            if running.health_url is None or http_healthy(running.health_url, timeout=1.0):
+            if running.health_url is None or http_healthy(
+                running.health_url, 1.0, self.verify, raise_tls=True
+            ):
                 return
             if tick is not None:
                 tick(time.monotonic() - started)

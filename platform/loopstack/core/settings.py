@@ -11,13 +11,16 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     YamlConfigSettingsSource,
 )
+
+from loopstack.core.errors import ConfigurationError
+from loopstack.core.tls import ClientTLS, ServerTLS, check_files
 
 __all__ = [
     "ApiSettings",
@@ -28,6 +31,7 @@ __all__ = [
     "MlflowSettings",
     "ServingSettings",
     "Settings",
+    "TlsSettings",
     "load_settings",
 ]
 
@@ -45,7 +49,7 @@ class ApiSettings(_Section):
     port: int = 8700
     """TCP port of the management API."""
     url: str | None = None
-    """URL clients (the CLI) use to reach the API; default `http://{host}:{port}`."""
+    """URL clients (the CLI) use to reach the API; default `http://{host}:{port}` (`https` with TLS)."""
     token: str | None = None
     """Bearer token the CLI sends to the API (secret: read from the environment)."""
 
@@ -69,6 +73,26 @@ class AuthSettings(_Section):
     """Signature algorithms accepted (never `none` or HMAC: the keys are public)."""
     roles_claim: str = "roles"
     """JWT claim listing the caller's Loopstack roles."""
+
+
+class TlsSettings(_Section):
+    """TLS of the servers Loopstack implements (management API, inference REST and gRPC) and
+    what their clients (CLI, SDK, the stack's health checks) trust and present; the other
+    servers (MLflow, detector server, metrics) have none."""
+
+    cert_file: Path | None = None
+    """PEM certificate (chain) the management API and the inference server (REST and gRPC)
+    present; set with `key_file`, they serve HTTPS and gRPC over TLS only."""
+    key_file: Path | None = None
+    """PEM private key of `cert_file` (unencrypted: protect the file, or mount it from a Secret)."""
+    client_ca_file: Path | None = None
+    """PEM CA bundle of mutual TLS: clients must present a certificate it signed, others are refused."""
+    ca_file: Path | None = None
+    """PEM CA bundle the CLI, SDK and health checks trust for those servers; default certifi's."""
+    client_cert_file: Path | None = None
+    """PEM certificate the CLI, SDK and health checks present to servers that require one."""
+    client_key_file: Path | None = None
+    """PEM private key of `client_cert_file`."""
 
 
 class MlflowSettings(_Section):
@@ -287,6 +311,7 @@ class Settings(BaseSettings):
     """Interface the embedded servers bind; loopback unless you mean to expose them."""
     api: ApiSettings = Field(default_factory=ApiSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    tls: TlsSettings = Field(default_factory=TlsSettings)
     mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
     features: FeaturesSettings = Field(default_factory=FeaturesSettings)
     serving: ServingSettings = Field(default_factory=ServingSettings)
@@ -313,6 +338,31 @@ class Settings(BaseSettings):
             env_settings,
             YamlConfigSettingsSource(settings_cls, yaml_file=config_file),
         )
+
+    @model_validator(mode="after")
+    def _check_tls(self) -> Settings:
+        """TLS files are usable as configured, or loading fails naming the setting and the fix."""
+        files = {
+            f"LOOPSTACK_TLS__{name.upper()}": None if path is None else self.resolve(path)
+            for name, path in self.tls
+        }
+        problems = check_files(
+            files,
+            pairs=[
+                ("LOOPSTACK_TLS__CERT_FILE", "LOOPSTACK_TLS__KEY_FILE"),
+                ("LOOPSTACK_TLS__CLIENT_CERT_FILE", "LOOPSTACK_TLS__CLIENT_KEY_FILE"),
+            ],
+            cas=["LOOPSTACK_TLS__CLIENT_CA_FILE", "LOOPSTACK_TLS__CA_FILE"],
+        )
+        if self.tls.client_ca_file is not None and self.tls.cert_file is None:
+            problems.append(
+                "LOOPSTACK_TLS__CLIENT_CA_FILE (mutual TLS) needs a server certificate: set "
+                "LOOPSTACK_TLS__CERT_FILE and LOOPSTACK_TLS__KEY_FILE too"
+            )
+        if problems:
+            # Not a ValueError: pydantic would bury the fix in its own wording.
+            raise ConfigurationError("invalid TLS configuration: " + "; ".join(problems))
+        return self
 
     def resolve(self, path: Path) -> Path:
         """Resolve a configured path against `project_dir`."""
@@ -344,9 +394,37 @@ class Settings(BaseSettings):
         return self.resolve(self.kubernetes.crds_dir)
 
     @property
+    def server_tls(self) -> ServerTLS | None:
+        """What the management API and the inference server present (None: plain HTTP)."""
+        if self.tls.cert_file is None or self.tls.key_file is None:
+            return None
+        ca = self.tls.client_ca_file
+        return ServerTLS(
+            self.resolve(self.tls.cert_file),
+            self.resolve(self.tls.key_file),
+            None if ca is None else self.resolve(ca),
+        )
+
+    @property
+    def client_tls(self) -> ClientTLS:
+        """What the CLI, the SDK and the stack's health checks trust and present."""
+        tls = self.tls
+        return ClientTLS(
+            *(
+                None if p is None else self.resolve(p)
+                for p in (tls.ca_file, tls.client_cert_file, tls.client_key_file)
+            )
+        )
+
+    def server_url(self, port: int) -> str:
+        """URL of a server Loopstack implements on `host:port`: `https` when TLS is on."""
+        scheme = "https" if self.server_tls is not None else "http"
+        return f"{scheme}://{self.host}:{port}"
+
+    @property
     def api_url(self) -> str:
         """URL of the management API."""
-        return self.api.url or f"http://{self.host}:{self.api.port}"
+        return self.api.url or self.server_url(self.api.port)
 
     @property
     def mlflow_tracking_uri(self) -> str:
