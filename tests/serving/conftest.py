@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import ssl
 import tempfile
 import time
 from collections.abc import Iterator
@@ -57,11 +58,13 @@ class Served:
     versions: dict[str, str]
     """Role -> version of serving-bike: `v1`, `v2`, `sleepy`, `failing`; of serving-credit:
     `credit`, `credit2`."""
+    verify: ssl.SSLContext | bool = True
+    """What an https server must present (and what its client presents, mutual TLS)."""
 
     def deploy(self, split: TrafficSplit, timeout: float = 60) -> TrafficSplit:
         """Record a split and wait until the server serves its revision."""
         stored = TrafficStore(self.settings.state_path / "serving" / "traffic.db").set(split)
-        wait_revision(self.rest, stored.model, stored.revision, timeout)
+        wait_revision(self.rest, stored.model, stored.revision, timeout, self.verify)
         return stored
 
     def events(self, ids: set[str], timeout: float = 15) -> dict[str, dict[str, Any]]:
@@ -69,12 +72,18 @@ class Served:
         return wait_events(self.settings, lambda e: e["id"] in ids, len(ids), timeout)
 
 
-def wait_revision(rest: str, model: str, revision: int, timeout: float = 60) -> None:
+def wait_revision(
+    rest: str,
+    model: str,
+    revision: int,
+    timeout: float = 60,
+    verify: ssl.SSLContext | bool = True,
+) -> None:
     """Poll `/metrics` until the model's split revision is served."""
     deadline = time.monotonic() + timeout
     pattern = re.compile(rf'loopstack_serving_split_revision{{model="{re.escape(model)}"}} (\S+)')
     while time.monotonic() < deadline:
-        found = pattern.search(httpx.get(f"{rest}/metrics", timeout=5).text)
+        found = pattern.search(httpx.get(f"{rest}/metrics", timeout=5, verify=verify).text)
         if found and float(found.group(1)) >= revision:
             return
         time.sleep(0.1)

@@ -1,6 +1,7 @@
 """OIP v2 gRPC on KServe's own servicer, bound to the configured host (KServe binds `[::]`).
 
-KServe builds the listen address inside `GRPCServer.start`, so `start` is overridden; the
+KServe builds the listen address inside `GRPCServer.start`, so `start` is overridden (and adds
+a TLS port instead of a plaintext one when the settings give a certificate); the
 per-call "grpc method" log interceptor is left out (events are the record), and Loopstack
 errors map to gRPC codes here, in one place.
 """
@@ -11,6 +12,7 @@ import time
 from concurrent import futures
 from typing import Any
 
+import grpc
 from grpc import StatusCode, aio
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
@@ -19,6 +21,7 @@ from kserve.protocol.grpc.server import GRPCServer
 from kserve.protocol.grpc.servicer import InferenceServicer
 
 from loopstack.core.errors import LoopstackError
+from loopstack.core.tls import ServerTLS
 from loopstack.serving.runtime import ScoreRequest, ServingRuntime, correlation_from
 
 __all__ = ["LoopbackGRPCServer"]
@@ -108,8 +111,18 @@ def _keep_logged(old: Exception, new: LoopstackError) -> LoopstackError:
     return new
 
 
+def server_credentials(tls: ServerTLS) -> grpc.ServerCredentials:
+    """gRPC credentials presenting the certificate; mutual TLS requires a client certificate."""
+    ca = tls.client_ca_file.read_bytes() if tls.client_ca_file is not None else None
+    return grpc.ssl_server_credentials(
+        [(tls.key_file.read_bytes(), tls.cert_file.read_bytes())],
+        root_certificates=ca,
+        require_client_auth=ca is not None,
+    )
+
+
 class LoopbackGRPCServer(GRPCServer):
-    """KServe's gRPC server bound to `host` instead of every interface."""
+    """KServe's gRPC server bound to `host` instead of every interface, over TLS if given."""
 
     def __init__(
         self,
@@ -117,12 +130,14 @@ class LoopbackGRPCServer(GRPCServer):
         runtime: ServingRuntime,
         *args: Any,
         interceptors: list[aio.ServerInterceptor] | None = None,
+        tls: ServerTLS | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self._host = host
         self._runtime = runtime
         self._interceptors = interceptors or []
+        self._tls = tls
 
     async def start(self, max_workers: int) -> None:
         """Serve until stopped."""
@@ -141,6 +156,10 @@ class LoopbackGRPCServer(GRPCServer):
         )
         grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, self._server)
         host = f"[{self._host}]" if ":" in self._host else self._host
-        self._server.add_insecure_port(f"{host}:{self._port}")
+        address = f"{host}:{self._port}"
+        if self._tls is not None:
+            self._server.add_secure_port(address, server_credentials(self._tls))
+        else:
+            self._server.add_insecure_port(address)
         await self._server.start()
         await self._server.wait_for_termination()

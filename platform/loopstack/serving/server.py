@@ -1,9 +1,9 @@
 """The inference server process: `python -m loopstack.serving.server` (the composition root).
 
 KServe's `ModelServer` with one worker, REST and gRPC bound to `settings.host` (KServe binds
-every interface), Loopstack's inference and ingest routes ahead of KServe's, KServe's
-per-request log lines off unless `serving.request_logging`, and a traffic watcher that loads
-and swaps splits while serving.
+every interface) and over TLS when `tls.cert_file` is set, Loopstack's inference and ingest
+routes ahead of KServe's, KServe's per-request log lines off unless `serving.request_logging`,
+and a traffic watcher that loads and swaps splits while serving.
 """
 
 from __future__ import annotations
@@ -192,6 +192,9 @@ def serve(settings: Settings) -> None:
             )
             self._rest_server.config.host = settings.host
             self._rest_server.config.access_log = request_logging
+            if settings.server_tls is not None:  # read by uvicorn when it starts
+                for option, value in settings.server_tls.uvicorn_options().items():
+                    setattr(self._rest_server.config, option, value)
             self.servers.append(self._rest_server.start())
             self._grpc_server = LoopbackGRPCServer(
                 settings.host,
@@ -202,6 +205,7 @@ def serve(settings: Settings) -> None:
                 kwargs=vars(kserve_args),
                 grace_period=self.grace_period,
                 interceptors=[inference_auth.grpc_interceptor()] if inference_auth else [],
+                tls=settings.server_tls,
             )
             self.servers.append(self._grpc_server.start(self.max_threads))
             self.setup_event_loop()

@@ -15,7 +15,7 @@ SERVING_START_TIMEOUT_S = 90.0
 
 def serving_process(settings: Settings, name: str = "serving") -> ProcessSpec:
     """`python -m loopstack.serving.server` on settings.host, REST and gRPC ports from settings."""
-    url = f"http://{settings.host}:{settings.serving.rest_port}"
+    url = settings.server_url(settings.serving.rest_port)
     return ProcessSpec(
         name=name,
         argv=[sys.executable, "-m", "loopstack.serving.server"],
