@@ -24,6 +24,7 @@ VALUES = {
     "default": [],
     "external": [CHART / "ci" / "external-values.yaml"],
     "s3": [CHART / "ci" / "s3-values.yaml"],
+    "tls": [CHART / "ci" / "tls-values.yaml"],
 }
 
 

@@ -14,8 +14,8 @@ from loopstack.core.settings import Settings
 from loopstack.pipelines.compile import CONFIG_MAP
 from loopstack.serving.backends.kubernetes import RUNTIME_NAME
 
-from tests.charts.conftest import find
-from tests.charts.tools import CHART
+from tests.charts.conftest import NAMESPACE, find, helm_template
+from tests.charts.tools import CHART, run, tool
 
 pytestmark = pytest.mark.integration
 
@@ -171,6 +171,45 @@ def test_images_run_as_the_chart_user() -> None:
         assert f"USER {uid}:" in text, name
         # The image builds its environment with the Makefile target CI runs.
         assert ("RUN make install" if name == "Dockerfile" else "RUN make drift-env") in text
+
+
+def _tls_pods(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The pod specs of the servers Loopstack implements: the API and the model runtime."""
+    api = find(objects, "Deployment", "loopstack-api")[0]["spec"]["template"]["spec"]
+    return [api, find(objects, "ClusterServingRuntime", RUNTIME_NAME)[0]["spec"]]
+
+
+def test_tls_mounts_the_secret_where_the_settings_point_and_probes_fit(
+    manifests: Objects,
+) -> None:
+    for pod in _tls_pods(manifests["tls"]):
+        container = pod["containers"][0]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        mount = next(m for m in container["volumeMounts"] if m["name"] == "tls")
+        secret = next(v for v in pod["volumes"] if v["name"] == "tls")["secret"]
+        assert secret["secretName"] == "loopstack-tls" and mount["readOnly"] is True
+        settings = {env[f"LOOPSTACK_TLS__{k}"] for k in ("CERT_FILE", "KEY_FILE", "CLIENT_CA_FILE")}
+        assert settings == {
+            f"{mount['mountPath']}/{key}" for key in ("tls.crt", "tls.key", "ca.crt")
+        }
+        # Mutual TLS: the kubelet has no client certificate, so it only opens the port.
+        for probe in ("readinessProbe", "livenessProbe"):
+            assert "tcpSocket" in container[probe] and "httpGet" not in container[probe]
+    for _, spec in _pod_specs(manifests["default"]):
+        for container in spec["containers"]:
+            assert not [e for e in container.get("env", []) if "TLS" in e["name"]]
+    one_way = helm_template([], "--set", "tls.enabled=true", "--set", "tls.secretName=s")
+    objects = [doc for doc in yaml.safe_load_all(one_way) if doc]
+    for pod in _tls_pods(objects):
+        container = pod["containers"][0]
+        assert container["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"
+        assert "LOOPSTACK_TLS__CLIENT_CA_FILE" not in {e["name"] for e in container["env"]}
+
+
+def test_tls_without_a_secret_is_refused() -> None:
+    argv = [tool("helm"), "template", "loopstack", str(CHART), "--namespace", NAMESPACE]
+    done = run(*argv, "--set", "tls.enabled=true")
+    assert done.returncode != 0 and "secretName" in done.stderr
 
 
 def test_values_schema_is_valid_json_schema() -> None:

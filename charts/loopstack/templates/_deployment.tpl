@@ -16,6 +16,7 @@ Arguments (a dict):
   env          extra env entries (YAML string, optional)
   resources    requests/limits
   healthPath   readiness/liveness path (default /healthz)
+  tls          true when the process serves TLS once the values' `tls` enable it (probes)
   kubeApi      true when the process talks to the Kubernetes API (mounts the token)
   strategy     "Recreate" for single-writer processes (optional)
   volumes      extra volumes (YAML string, optional); volumeMounts likewise
@@ -72,7 +73,7 @@ spec:
           env:
             {{- . | nindent 12 }}
           {{- end }}
-          {{- include "loopstack.httpProbes" (list "http" (.healthPath | default "/healthz")) | nindent 10 }}
+          {{- include "loopstack.httpProbes" (list "http" (.healthPath | default "/healthz") (ternary $root.Values.tls (dict) (.tls | default false))) | nindent 10 }}
           resources:
             {{- toYaml .resources | nindent 12 }}
           securityContext:

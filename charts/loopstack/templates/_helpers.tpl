@@ -162,16 +162,62 @@ postgresql+psycopg://{{ include "loopstack.pg.user" $root }}:$(POSTGRES_PASSWORD
 {{- end -}}
 {{- end }}
 
-{{/* Probes on an HTTP health path; [port name or number, path]. */}}
+{{/* Probes on an HTTP health path; [port name or number, path, TLS values (optional: for a
+server that serves TLS when they are enabled)]. Over TLS the kubelet probes with HTTPS (it does
+not verify the certificate); with mutual TLS it has no client certificate, so it opens the TCP
+port only. */}}
 {{- define "loopstack.httpProbes" -}}
 readinessProbe:
-  httpGet: {path: {{ index . 1 }}, port: {{ index . 0 }}}
+  {{ include "loopstack.probeCheck" . }}
   periodSeconds: 10
   timeoutSeconds: 3
 livenessProbe:
-  httpGet: {path: {{ index . 1 }}, port: {{ index . 0 }}}
+  {{ include "loopstack.probeCheck" . }}
   initialDelaySeconds: 30
   periodSeconds: 20
   timeoutSeconds: 5
   failureThreshold: 6
+{{- end }}
+
+{{/* One probe's check (one line); arguments as for loopstack.httpProbes. */}}
+{{- define "loopstack.probeCheck" -}}
+{{- $tls := dict -}}
+{{- if gt (len .) 2 }}{{ $tls = index . 2 }}{{ end -}}
+{{- if and $tls.enabled $tls.mutual -}}
+tcpSocket: {port: {{ index . 0 }}}
+{{- else if $tls.enabled -}}
+httpGet: {path: {{ index . 1 }}, port: {{ index . 0 }}, scheme: HTTPS}
+{{- else -}}
+httpGet: {path: {{ index . 1 }}, port: {{ index . 0 }}}
+{{- end -}}
+{{- end }}
+
+{{/* TLS of a server Loopstack implements (values `tls`): env entries (a YAML list, or ""). */}}
+{{- define "loopstack.tls.env" -}}
+{{- if .Values.tls.enabled }}
+{{- if not .Values.tls.secretName }}{{ fail "tls.enabled needs tls.secretName (a kubernetes.io/tls Secret)" }}{{ end }}
+- name: LOOPSTACK_TLS__CERT_FILE
+  value: /etc/loopstack/tls/tls.crt
+- name: LOOPSTACK_TLS__KEY_FILE
+  value: /etc/loopstack/tls/tls.key
+{{- if .Values.tls.mutual }}
+- name: LOOPSTACK_TLS__CLIENT_CA_FILE
+  value: /etc/loopstack/tls/ca.crt
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* The TLS Secret as a read-only volume (a YAML list, or ""). */}}
+{{- define "loopstack.tls.volumes" -}}
+{{- if .Values.tls.enabled }}
+- name: tls
+  secret: {secretName: {{ .Values.tls.secretName }}, defaultMode: 0440}
+{{- end }}
+{{- end }}
+
+{{/* Its mount at /etc/loopstack/tls (a YAML list, or ""). */}}
+{{- define "loopstack.tls.volumeMounts" -}}
+{{- if .Values.tls.enabled }}
+- {name: tls, mountPath: /etc/loopstack/tls, readOnly: true}
+{{- end }}
 {{- end }}
