@@ -206,6 +206,43 @@ def test_grpc_errors_map_to_status_codes(served: Served) -> None:
     assert ok == BIKE
 
 
+def test_grpc_undecodable_requests_are_logged_and_every_rpc_maps_errors(served: Served) -> None:
+    """No interceptor maps errors: inference decodes and answers itself (a request it cannot
+    decode is a failed prediction, correlated by `x-request-id`), the other RPCs keep codes."""
+    from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
+    from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
+
+    request_id = f"bad-grpc-{uuid.uuid4()}"
+    both = pb.ModelInferRequest(
+        model_name=BIKE,
+        inputs=[
+            pb.ModelInferRequest.InferInputTensor(
+                name="temp",
+                datatype="FP64",
+                shape=[1],
+                contents=pb.InferTensorContents(fp64_contents=[0.5]),
+            )
+        ],
+        raw_input_contents=[np.array([0.5]).tobytes()],
+    )
+    with grpc.insecure_channel(served.grpc) as channel:
+        stub = grpc_predict_v2_pb2_grpc.GRPCInferenceServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as bad:
+            stub.ModelInfer(both, metadata=[("x-request-id", request_id)])
+        with pytest.raises(grpc.RpcError) as unknown:
+            stub.ModelMetadata(pb.ModelMetadataRequest(name="nope"))
+        assert stub.ModelReady(pb.ModelReadyRequest(name=BIKE)).ready
+        assert stub.ServerLive(pb.ServerLiveRequest()).live
+    assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "contents and raw_input_contents" in (bad.value.details() or "")
+    assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
+    assert "nope" in (unknown.value.details() or "")
+    events = wait_events(served.settings, lambda e: e.get("correlationid") == request_id, 1)
+    data = next(iter(events.values()))["data"]
+    assert (data["status"], data["protocol"], data["model"]) == ("error", "v2-grpc", BIKE)
+    assert data["error"].startswith("400 BadRequest")
+
+
 def test_a_model_whose_versions_cannot_load_is_not_ready(served: Served) -> None:
     from loopstack.serving.traffic import TrafficStore
 

@@ -11,6 +11,7 @@ A model with a review margin adds v1 `needs_review` (one flag per instance), v2 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -23,7 +24,9 @@ __all__ = [
     "BINARY_HEADER",
     "V2Request",
     "decode_v1",
+    "decode_grpc",
     "decode_v2",
+    "encode_grpc",
     "encode_v1",
     "encode_v2",
     "from_infer_request",
@@ -295,28 +298,29 @@ def encode_v2(result: ScoreResult, request: V2Request) -> tuple[bytes, dict[str,
     return orjson.dumps(answer), {}
 
 
-# --- KServe InferRequest / InferResponse (gRPC, binary REST) ----------------------------------
-def from_infer_request(request: Any, protocol: str, version: str | None = None) -> ScoreRequest:
-    """Columns from a KServe `InferRequest` (gRPC or binary REST)."""
+# --- KServe InferRequest (binary REST) and gRPC ModelInferRequest -----------------------------
+_Tensor = tuple[str, str, list[int], list[Any]]
+"""One input as decoded: name, datatype, shape, flat values."""
+
+
+def _score_request(
+    request: Any, tensors: Iterable[_Tensor], protocol: str, version: str | None
+) -> ScoreRequest:
+    """Columns of a KServe `InferRequest` or a gRPC `ModelInferRequest` (same field names)."""
     from kserve.protocol.infer_type import to_http_parameters
 
     columns: dict[str, list[Any]] = {}
     datatypes: dict[str, str] = {}
     rows: int | None = None
-    for tensor in request.inputs:
-        try:
-            array = tensor.as_numpy()
-        except Exception as exc:
-            raise BadRequest(f"input {tensor.name!r}: cannot read its data ({exc})") from None
-        values = array.reshape(-1).tolist()
-        n = _rows_of(tensor.name, list(array.shape), len(values))
+    for name, datatype, shape, values in tensors:
+        n = _rows_of(name, shape, len(values))
         if rows is not None and n != rows:
-            raise BadRequest(f"input {tensor.name!r} has {n} rows; other inputs have {rows}")
-        if tensor.name in columns:
-            raise BadRequest(f"input {tensor.name!r} is sent twice")
+            raise BadRequest(f"input {name!r} has {n} rows; other inputs have {rows}")
+        if name in columns:
+            raise BadRequest(f"input {name!r} is sent twice")
         rows = n
-        columns[tensor.name] = values
-        datatypes[tensor.name] = tensor.datatype
+        columns[name] = values
+        datatypes[name] = datatype
     parameters = to_http_parameters(request.parameters) if request.parameters else {}
     return ScoreRequest(
         request.model_name,
@@ -328,6 +332,20 @@ def from_infer_request(request: Any, protocol: str, version: str | None = None) 
         request_id=request.id or None,
         datatypes=datatypes,
     )
+
+
+def _numpy_tensors(inputs: Iterable[Any]) -> Iterator[_Tensor]:
+    for tensor in inputs:
+        try:
+            array = tensor.as_numpy()
+        except Exception as exc:
+            raise BadRequest(f"input {tensor.name!r}: cannot read its data ({exc})") from None
+        yield tensor.name, tensor.datatype, list(array.shape), array.reshape(-1).tolist()
+
+
+def from_infer_request(request: Any, protocol: str, version: str | None = None) -> ScoreRequest:
+    """Columns from a KServe `InferRequest` (binary REST)."""
+    return _score_request(request, _numpy_tensors(request.inputs), protocol, version)
 
 
 def to_infer_response(
@@ -356,3 +374,143 @@ def to_infer_response(
         parameters=result_parameters(result),
         use_binary_outputs=binary,
     )
+
+
+# --- OIP v2 gRPC: read and built straight from the protobuf messages --------------------------
+_CONTENTS = {
+    "BOOL": "bool_contents",
+    "INT8": "int_contents",
+    "INT16": "int_contents",
+    "INT32": "int_contents",
+    "INT64": "int64_contents",
+    "UINT8": "uint_contents",
+    "UINT16": "uint_contents",
+    "UINT32": "uint_contents",
+    "UINT64": "uint64_contents",
+    "FP32": "fp32_contents",
+    "FP64": "fp64_contents",
+    "BYTES": "bytes_contents",
+}
+"""The `InferTensorContents` field of each datatype (FP16 travels only as raw bytes)."""
+_NARROW = frozenset({"INT8", "INT16", "UINT8", "UINT16"})
+"""Datatypes narrower than their contents field: range-checked through numpy."""
+
+
+def decode_grpc(request: Any) -> V2Request:
+    """A gRPC `ModelInferRequest` as columns, read field by field (no KServe objects, no numpy
+    for typed contents); raw input contents are read as KServe reads them and ask for raw outputs.
+    """
+    raw = request.raw_input_contents
+    if raw and len(raw) != len(request.inputs):
+        raise BadRequest(
+            f"{len(request.inputs)} input(s) but {len(raw)} raw_input_contents; send one per input"
+        )
+    score = _score_request(request, _grpc_tensors(request.inputs, raw), "v2-grpc", None)
+    requested = [o.name for o in request.outputs] if request.outputs else None
+    return V2Request(score, bool(raw), requested)
+
+
+def _grpc_tensors(inputs: Iterable[Any], raw: Any) -> Iterator[_Tensor]:
+    for i, tensor in enumerate(inputs):
+        name, datatype = tensor.name, tensor.datatype
+        if raw:
+            if tensor.HasField("contents"):
+                raise BadRequest(f"input {name!r} has contents and raw_input_contents; send one")
+            values = _raw_values(name, datatype, raw[i])
+        else:
+            field = _CONTENTS.get(datatype)
+            if field is None:
+                raise BadRequest(f"input {name!r}: datatype {datatype!r} cannot travel in contents")
+            values = list(getattr(tensor.contents, field))
+            if datatype in _NARROW:
+                values = _through_numpy(name, datatype, values)
+        yield name, datatype, _grpc_shape(name, list(tensor.shape), len(values)), values
+
+
+def _raw_values(name: str, datatype: str, data: bytes) -> list[Any]:
+    from kserve.protocol.infer_type import deserialize_bytes_tensor
+    from kserve.utils.numpy_codec import to_np_dtype
+
+    dtype = to_np_dtype(datatype)
+    if dtype is None:
+        raise BadRequest(f"input {name!r}: unknown datatype {datatype!r}")
+    try:
+        array = (
+            deserialize_bytes_tensor(data) if datatype == "BYTES" else np.frombuffer(data, dtype)
+        )
+    except Exception as exc:
+        raise BadRequest(f"input {name!r}: cannot read its data ({exc})") from None
+    return list(array.tolist())
+
+
+def _through_numpy(name: str, datatype: str, values: list[Any]) -> list[Any]:
+    from kserve.utils.numpy_codec import to_np_dtype
+
+    try:
+        return list(np.asarray(values, dtype=to_np_dtype(datatype)).tolist())
+    except (OverflowError, ValueError) as exc:
+        raise BadRequest(f"input {name!r}: cannot read its data ({exc})") from None
+
+
+def _grpc_shape(name: str, shape: list[int], count: int) -> list[int]:
+    """The shape, a `-1` dimension resolved against the value count (as a numpy reshape does)."""
+    if all(d >= 0 for d in shape):
+        return shape
+    try:
+        return list(np.empty(count, dtype=np.int8).reshape(shape).shape)
+    except ValueError as exc:
+        raise BadRequest(f"input {name!r}: cannot read its data ({exc})") from None
+
+
+def encode_grpc(result: ScoreResult, request: V2Request) -> Any:
+    """The gRPC `ModelInferResponse` of a result, built directly; outputs the caller did not ask
+    for are left out, and raw inputs get raw outputs (`raw_output_contents`)."""
+    from kserve.protocol.grpc.grpc_predict_v2_pb2 import ModelInferResponse
+
+    response = ModelInferResponse(
+        model_name=result.model, model_version=result.version, id=result.id
+    )
+    _set_parameters(response.parameters, result_parameters(result))
+    wanted = request.requested
+    if wanted is None or "prediction" in wanted:
+        predictions = result.predictions
+        if result.prediction_datatype == "BYTES":
+            predictions = [str(p).encode() for p in predictions]
+        shape = [len(predictions)]
+        _add_output(response, "prediction", result.prediction_datatype, shape, predictions, request)
+    if result.probabilities is not None and (wanted is None or "probabilities" in wanted):
+        flat = [p for row in result.probabilities for p in row]
+        shape = [len(result.probabilities), len(result.probabilities[0])]
+        output = _add_output(response, "probabilities", "FP64", shape, flat, request)
+        if result.classes is not None:
+            output.parameters["classes"].string_param = ",".join(str(c) for c in result.classes)
+    return response
+
+
+def _add_output(
+    response: Any, name: str, datatype: str, shape: list[int], values: list[Any], request: V2Request
+) -> Any:
+    output = response.outputs.add(name=name, datatype=datatype, shape=shape)
+    if request.binary:
+        from kserve.protocol.infer_type import serialize_byte_tensor
+        from kserve.utils.numpy_codec import to_np_dtype
+
+        if datatype == "BYTES":
+            data = serialize_byte_tensor(np.array(values, dtype=np.object_)).item()
+        else:
+            data = np.asarray(values, dtype=to_np_dtype(datatype)).tobytes()
+        response.raw_output_contents.append(data)
+        output.parameters["binary_data_size"].int64_param = len(data)
+    else:
+        getattr(output.contents, _CONTENTS[datatype]).extend(values)
+    return output
+
+
+def _set_parameters(target: Any, parameters: dict[str, Any]) -> None:
+    for key, value in parameters.items():
+        if isinstance(value, bool):
+            target[key].bool_param = value
+        elif isinstance(value, int):
+            target[key].int64_param = value
+        else:
+            target[key].string_param = str(value)

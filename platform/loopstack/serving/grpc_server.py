@@ -3,12 +3,16 @@
 KServe builds the listen address inside `GRPCServer.start`, so `start` is overridden (and adds
 a TLS port instead of a plaintext one when the settings give a certificate); the
 per-call "grpc method" log interceptor is left out (events are the record), and Loopstack
-errors map to gRPC codes here, in one place.
+errors map to gRPC codes here, in one place. Inference skips KServe's data plane: the request
+protobuf is decoded straight into the runtime's columns and the answer built directly
+(`codec.decode_grpc` / `encode_grpc`), as lean as the REST routes' JSON path.
 """
 
 from __future__ import annotations
 
+import functools
 import time
+from collections.abc import Awaitable, Callable
 from concurrent import futures
 from typing import Any
 
@@ -22,6 +26,7 @@ from kserve.protocol.grpc.servicer import InferenceServicer
 
 from loopstack.core.errors import LoopstackError
 from loopstack.core.tls import ServerTLS
+from loopstack.serving.codec import decode_grpc, encode_grpc
 from loopstack.serving.runtime import ScoreRequest, ServingRuntime, correlation_from
 
 __all__ = ["LoopbackGRPCServer"]
@@ -34,36 +39,63 @@ _CODES = {
     409: StatusCode.FAILED_PRECONDITION,
     503: StatusCode.UNAVAILABLE,
 }
+_Handler = Callable[[Any, Any, Any], Awaitable[Any]]
 
 
-class _ErrorsToStatus(ExceptionToStatusInterceptor):
-    """KServe's mapping, plus Loopstack errors by their HTTP category (never INTERNAL for a 4xx)."""
+_KSERVE_STATUS = ExceptionToStatusInterceptor()
+"""KServe's own mapping, for the KServe errors of the health and metadata RPCs."""
 
-    async def handle_exception(
-        self, ex: Exception, request_or_iterator: Any, context: Any, method_name: str
-    ) -> None:
-        if isinstance(ex, LoopstackError):
-            code = _CODES.get(ex.http_status, StatusCode.INTERNAL)
-            await context.abort(code, ex.message)
-        await super().handle_exception(ex, request_or_iterator, context, method_name)
+
+def _status(method: _Handler) -> _Handler:
+    """Map what an RPC raises to a gRPC status: Loopstack errors by their HTTP category (never
+    INTERNAL for a 4xx), KServe's as KServe maps them. A decorator, not an interceptor: nothing
+    wraps each call's handler, and the map still lives here, in one place."""
+
+    @functools.wraps(method)
+    async def call(self: _Servicer, request: Any, context: Any) -> Any:
+        try:
+            return await method(self, request, context)
+        except aio.AbortError:
+            raise
+        except Exception as exc:
+            model = getattr(request, "model_name", "") or getattr(request, "name", "")
+            error = _as_loopstack(exc, model, self._runtime)
+            if isinstance(error, LoopstackError):
+                await context.abort(
+                    _CODES.get(error.http_status, StatusCode.INTERNAL), error.message
+                )
+            await _KSERVE_STATUS.handle_exception(error, request, context, method.__name__)
+
+    return call
 
 
 class _Servicer(InferenceServicer):
-    """KServe's servicer; failures before the model is reached are logged as failed predictions."""
+    """KServe's servicer for health, metadata and the repository; `ModelInfer` reads the protobuf
+    straight into the runtime and builds the answer itself, as the REST routes do with JSON (no
+    KServe `InferRequest`/`InferResponse`, no numpy round trip, no data plane)."""
 
     def __init__(self, data_plane: Any, extension: Any, runtime: ServingRuntime) -> None:
         super().__init__(data_plane, extension)
         self._runtime = runtime
 
+    ServerLive = _status(InferenceServicer.ServerLive)
+    ServerReady = _status(InferenceServicer.ServerReady)
+    ServerMetadata = _status(InferenceServicer.ServerMetadata)
+    ModelReady = _status(InferenceServicer.ModelReady)
+    ModelMetadata = _status(InferenceServicer.ModelMetadata)
+    RepositoryModelLoad = _status(InferenceServicer.RepositoryModelLoad)
+    RepositoryModelUnload = _status(InferenceServicer.RepositoryModelUnload)
+
+    @_status
     async def ModelInfer(
         self, request: pb.ModelInferRequest, context: Any
     ) -> pb.ModelInferResponse:
-        """Infer, recording any failure the runtime has not recorded yet."""
+        """Infer; a request that cannot be decoded is logged as a failed prediction too."""
         started, at = time.perf_counter(), time.time()
+        correlation, traceparent = correlation_from(_metadata(context))
         try:
-            return await super().ModelInfer(request, context)
+            decoded = decode_grpc(request)
         except Exception as exc:
-            correlation, traceparent = correlation_from(_metadata(context))
             failed = ScoreRequest(
                 request.model_name,
                 {},
@@ -72,9 +104,12 @@ class _Servicer(InferenceServicer):
                 correlation_id=correlation,
                 traceparent=traceparent,
             )
-            error = _as_loopstack(exc, request.model_name, self._runtime)
-            self._runtime.record_failure(failed, error, started, at)
-            raise error from exc
+            self._runtime.record_failure(failed, exc, started, at)
+            raise
+        score = decoded.score
+        score.correlation_id, score.traceparent = correlation, traceparent
+        result = await self._runtime.score(score)  # it records its own failures
+        return encode_grpc(result, decoded)
 
 
 def _metadata(context: Any) -> dict[str, str]:
@@ -144,7 +179,7 @@ class LoopbackGRPCServer(GRPCServer):
         servicer = _Servicer(self._data_plane, self._model_repository_extension, self._runtime)
         self._server = aio.server(
             futures.ThreadPoolExecutor(max_workers=max_workers),
-            interceptors=(*self._interceptors, _ErrorsToStatus()),
+            interceptors=self._interceptors,
             options=[
                 ("grpc.max_send_message_length", self._kwargs.get("grpc_max_send_message_length")),
                 (
