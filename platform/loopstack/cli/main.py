@@ -97,10 +97,9 @@ def status(ctx: typer.Context) -> None:
 @config_app.command("show")
 def config_show(ctx: typer.Context) -> None:
     """Print the effective configuration as JSON (secrets hidden)."""
-    data = settings_of(ctx).model_dump(mode="json")
-    if data["api"].get("token"):
-        data["api"]["token"] = "***"
-    console.print_json(json.dumps(data))
+    from loopstack.core.secrets import redacted
+
+    console.print_json(json.dumps(redacted(settings_of(ctx).model_dump(mode="json"))))
 
 
 @config_app.command("docs")

@@ -29,9 +29,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from loopstack.core.pii import MASK
 from loopstack.serving.errors import BadRequest, ExplanationFailed, ExplanationUnavailable
 from loopstack.serving.loader import LoadedVersion, Scores
-from loopstack.serving.records import MASK
 from loopstack.serving.schema import Column, ModelSchema
 
 __all__ = [

@@ -4,7 +4,7 @@ The KServe logger (`spec.predictor.logger`, mode `all`) POSTs each request and e
 binary-mode CloudEvents (`ce-type` `org.kubeflow.serving.inference.request` / `.response`,
 sharing `ce-id`) to `POST /loopstack/events/kserve` of the inference server. Halves wait up to
 `pair_timeout_s` for each other; a request whose response never comes is logged as an error,
-a lone response as ok without inputs. When the response carries a Loopstack prediction id, the
+a lone response as ok without inputs. The model's sensitive fields are masked. When the response carries a Loopstack prediction id, the
 event reuses it, so a prediction the runtime logged itself is not counted twice by consumers.
 """
 
@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 
 from loopstack.core.events.topics import PREDICTIONS
+from loopstack.core.pii import SensitiveFields, mask_values
 from loopstack.serving.errors import BadRequest
 from loopstack.serving.eventsink import EventSink, iso_time
 
@@ -88,8 +89,14 @@ def _outputs(body: Any) -> tuple[dict[str, Any], str | None, str | None]:
 class LoggerIngest:
     """Pairs logger CloudEvents by `ce-id` and emits one prediction event per pair."""
 
-    def __init__(self, sink: EventSink, pair_timeout_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        sink: EventSink,
+        pair_timeout_s: float = 5.0,
+        sensitive: SensitiveFields | None = None,
+    ) -> None:
         self.sink = sink
+        self.sensitive = sensitive or SensitiveFields(None)
         self.pair_timeout_s = pair_timeout_s
         self._halves: dict[tuple[str, str], _Half] = {}
         self._lock = threading.Lock()
@@ -159,6 +166,7 @@ class LoggerIngest:
         headers = (request or response).headers  # type: ignore[union-attr]
         model = headers.get("ce-inferenceservicename") or headers.get("ce-source", "unknown")
         inputs, protocol = _inputs(request.body) if request else ({}, "v1")
+        inputs = mask_values(inputs, self.sensitive.of(model))
         data: dict[str, Any] = {
             "model": model[:128],
             "route": "champion",

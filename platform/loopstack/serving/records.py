@@ -1,7 +1,8 @@
 """What a served request leaves behind: the `prediction.v1` data of each row, masked.
 
 Shared by the caller's answer and the shadow's (both cite the same request facts); sensitive
-fields of the model spec are masked before anything leaves the process.
+fields of the model spec (`sensitive`, from `core.pii.SensitiveFields`) are masked before
+anything leaves the process.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from loopstack.core.events.topics import PREDICTIONS
+from loopstack.core.pii import mask_values
 from loopstack.serving.eventsink import EventSink, iso_time
 from loopstack.serving.features import FeatureLookup, FeatureRows
 from loopstack.serving.loader import LoadedVersion
@@ -17,12 +19,10 @@ from loopstack.serving.loader import LoadedVersion
 if TYPE_CHECKING:
     from loopstack.serving.runtime import ScoreRequest
 
-__all__ = ["MASK", "EventContext", "masked", "safe_inputs"]
-
-MASK = "***"
+__all__ = ["EventContext", "safe_inputs"]
 
 
-def safe_inputs(req: ScoreRequest, lookup: FeatureLookup | None) -> dict[str, Any]:
+def safe_inputs(req: ScoreRequest, sensitive: frozenset[str]) -> dict[str, Any]:
     """What the caller sent, for a failure event (bounded: an error must not log megabytes)."""
     if req.rows == 1:
         out = {
@@ -32,14 +32,8 @@ def safe_inputs(req: ScoreRequest, lookup: FeatureLookup | None) -> dict[str, An
         out = {k: v[:100] if isinstance(v, list) else v for k, v in req.columns.items()}
     if req.parameters:
         out["_parameters"] = req.parameters
-    return masked(out, req.model, lookup)
-
-
-def masked(values: dict[str, Any], model: str, lookup: FeatureLookup | None) -> dict[str, Any]:
-    sensitive = lookup.spec.sensitive_fields if lookup is not None else ()
-    if not sensitive:
-        return values
-    return {k: (MASK if k in sensitive else v) for k, v in values.items()}
+    masked: dict[str, Any] = mask_values(out, sensitive)
+    return masked
 
 
 @dataclass
@@ -51,11 +45,12 @@ class EventContext:
     keys: list[Any] | None
     rows: FeatureRows | None
     at: float
+    sensitive: frozenset[str] = frozenset()
 
     def input_rows(self, frame: Any, version: LoadedVersion) -> list[dict[str, Any]]:
         """The model's input rows as logged (sensitive fields masked)."""
         records = frame.to_dict(orient="records")
-        return [masked(r, self.req.model, self.lookup) for r in records]
+        return [mask_values(r, self.sensitive) for r in records]
 
     def data(
         self,
@@ -79,7 +74,7 @@ class EventContext:
         }
         if row is not None and self.rows is not None and self.lookup is not None:
             data["features"] = {
-                "values": masked(self.rows.values[row], self.req.model, self.lookup),
+                "values": mask_values(self.rows.values[row], self.sensitive),
                 "timestamps": {k: v for k, v in self.rows.timestamps[row].items() if v},
                 "feature_service": self.rows.feature_service,
             }

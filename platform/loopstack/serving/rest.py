@@ -14,6 +14,7 @@ import orjson
 from fastapi import FastAPI, Request, Response
 
 from loopstack.core.errors import LoopstackError
+from loopstack.core.pii import mask_text
 from loopstack.serving.codec import decode_v1, decode_v2, encode_v1, encode_v2
 from loopstack.serving.errors import ModelNotReady
 from loopstack.serving.explain import EXPLAIN
@@ -57,7 +58,7 @@ class _Routes:
         correlation, traceparent = correlation_from(headers)
         failed = ScoreRequest(
             model,
-            {"_body": [_snippet(body)]},
+            {"_body": [mask_text(_snippet(body), self.runtime.sensitive.of(model))]},
             1,
             protocol,
             correlation_id=correlation,
@@ -113,6 +114,30 @@ class _Routes:
         """OIP v2 infer on a pinned version (champion or challenger of the split)."""
         return await self.v2_infer(model_name, request, model_version)
 
+    async def v2_metadata(self, model_name: str, model_version: str | None = None) -> Response:
+        """OIP v2 model metadata: the tensors of the champion, or of a served version."""
+        try:
+            version = self.runtime.version_of(model_name, model_version)
+            served = self.runtime.served(model_name)
+        except Exception as exc:
+            return error_response(exc)
+        body = {
+            "name": model_name,
+            "versions": sorted(served.versions()) if served else [],
+            "platform": "",
+            "inputs": version.schema.tensors(),
+            "outputs": version.output_tensors(),
+        }
+        return Response(orjson.dumps(body), media_type=_JSON)
+
+    async def v2_ready(self, model_name: str, model_version: str | None = None) -> Response:
+        """OIP v2 model readiness (of a served version, when one is named)."""
+        try:
+            self.runtime.version_of(model_name, model_version)
+        except Exception as exc:
+            return error_response(exc)
+        return Response(orjson.dumps({"name": model_name, "ready": True}), media_type=_JSON)
+
 
 def add_inference_routes(app: FastAPI, runtime: ServingRuntime) -> None:
     """Add the inference routes; call before KServe registers its own (first match wins)."""
@@ -129,3 +154,11 @@ def add_inference_routes(app: FastAPI, runtime: ServingRuntime) -> None:
         methods=["POST"],
         response_model=None,
     )
+    # KServe answers 501 to a named version; these know the split's versions.
+    for path, handler in (
+        ("/v2/models/{model_name}", routes.v2_metadata),
+        ("/v2/models/{model_name}/versions/{model_version}", routes.v2_metadata),
+        ("/v2/models/{model_name}/ready", routes.v2_ready),
+        ("/v2/models/{model_name}/versions/{model_version}/ready", routes.v2_ready),
+    ):
+        app.add_api_route(path, handler, methods=["GET"], response_model=None)

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from loopstack.core.errors import LoopstackError
+from loopstack.core.pii import SensitiveFields, scrub
 from loopstack.serving.errors import BadRequest, ModelNotReady, ModelNotServed, VersionNotServed
 from loopstack.serving.eventsink import EventSink
 from loopstack.serving.explain import Explainers, explain_requested
@@ -131,8 +132,10 @@ class ServingRuntime:
         shadow_queue: int = 1000,
         accept_request_time: bool = False,
         explainers: Explainers | None = None,
+        sensitive: SensitiveFields | None = None,
     ) -> None:
         self.sink = sink
+        self.sensitive = sensitive or SensitiveFields(None)
         self.explainers = explainers or Explainers()
         self.accept_request_time = accept_request_time
         self.metrics = metrics
@@ -183,6 +186,29 @@ class ServingRuntime:
     def not_ready_detail(self, model: str) -> str | None:
         """Why a known model is not ready, or None."""
         return self._not_ready.get(model)
+
+    def version_of(self, model: str, version: str | None = None) -> LoadedVersion:
+        """A served version of a model (the champion by default), for metadata and readiness.
+
+        Raises:
+            ModelNotReady, ModelNotServed, VersionNotServed: what the caller should hear.
+        """
+        served = self._split(model)
+        if version is None:
+            return served.champion
+        route = served.pinned(version)
+        if route is None:
+            raise VersionNotServed(model, version, sorted(served.versions()))
+        return route.version
+
+    def _split(self, model: str) -> ServedSplit:
+        served = self._served.get(model)
+        if served is None:
+            detail = self._not_ready.get(model)
+            if detail is not None:
+                raise ModelNotReady(model, detail)
+            raise ModelNotServed(model, self.models())
+        return served
 
     def signature_version(self, model: str) -> LoadedVersion | None:
         """The champion version (its signature describes the model's tensors)."""
@@ -243,12 +269,7 @@ class ServingRuntime:
         return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
 
     def _prepare(self, req: ScoreRequest) -> _Prepared:
-        served = self._served.get(req.model)
-        if served is None:
-            detail = self._not_ready.get(req.model)
-            if detail is not None:
-                raise ModelNotReady(req.model, detail)
-            raise ModelNotServed(req.model, self.models())
+        served = self._split(req.model)
         if req.rows < 1:
             raise BadRequest("the request has no rows (instances or tensor values)")
         if req.rows > MAX_ROWS:
@@ -320,8 +341,8 @@ class ServingRuntime:
         # explanation's cost would count against whichever version happened to be asked.
         seconds = time.perf_counter() - started
         explanations = None
+        sensitive = self.sensitive.of(req.model)
         if explain:
-            sensitive = prepared.lookup.spec.sensitive_fields if prepared.lookup else ()
             explanations = self.explainers.explain(version, frame, scores, sensitive)
         base = str(uuid.uuid4())
         ids = _ids(base, req.rows)
@@ -333,7 +354,7 @@ class ServingRuntime:
             flagged = sum(review.needs_review)
             if flagged:
                 self.metrics.needs_review.labels(req.model, version.version, route).inc(flagged)
-        context = EventContext(req, prepared.lookup, prepared.keys, rows, at)
+        context = EventContext(req, prepared.lookup, prepared.keys, rows, at, sensitive)
         inputs = context.input_rows(frame, version)
         self._emit_ok(
             context, version, route, ids, inputs, scores, seconds, None, explanations, review
@@ -412,11 +433,12 @@ class ServingRuntime:
             req.model or "unknown", version, req.protocol, route_name, str(status), seconds
         )
         pid = str(uuid.uuid4())
-        lookup = self._quiet_lookup(req.model)
-        context = EventContext(req, None, None, None, at)
-        data = context.data(pid, version, route_name, safe_inputs(req, lookup), None, seconds)
+        sensitive = self.sensitive.of(req.model)
+        context = EventContext(req, None, None, None, at, sensitive)
+        data = context.data(pid, version, route_name, safe_inputs(req, sensitive), None, seconds)
         data["status"] = "error"
-        data["error"] = f"{status} {type(exc).__name__}: {exc}"[:4000]
+        sent = [v for f in sensitive for v in [*req.columns.get(f, []), req.parameters.get(f)]]
+        data["error"] = scrub(f"{status} {type(exc).__name__}: {exc}", sent)[:4000]
         context.emit(self.sink, pid, data)
 
     def _quiet_lookup(self, model: str) -> FeatureLookup | None:

@@ -17,6 +17,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request, Response
 
+from loopstack.core.pii import SensitiveFields
 from loopstack.core.settings import Settings, load_settings
 from loopstack.serving.errors import ModelNotReady
 
@@ -91,6 +92,7 @@ def build_parts(settings: Settings, outbox_name: str = "serving") -> ServerParts
         background_rows=settings.serving.explain_background_rows,
         max_evals=settings.serving.explain_max_evals,
     )
+    sensitive = SensitiveFields(settings.models_dir)
     runtime = ServingRuntime(
         sink,
         metrics,
@@ -98,12 +100,13 @@ def build_parts(settings: Settings, outbox_name: str = "serving") -> ServerParts
         settings.serving.shadow_queue_max,
         accept_request_time=settings.serving.accept_request_time,
         explainers=explainers,
+        sensitive=sensitive,
     )
     store = TrafficStore(settings.state_path / "serving" / "traffic.db")
     watcher = SplitWatcher(
         store, runtime, lambda m, v: load_version(uri, m, v), settings.serving.traffic_poll_s
     )
-    ingest = LoggerIngest(sink, settings.serving.ingest_pair_timeout_s)
+    ingest = LoggerIngest(sink, settings.serving.ingest_pair_timeout_s, sensitive)
     return ServerParts(settings, runtime, sink, publisher, event_log, watcher, ingest)
 
 

@@ -11,6 +11,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from loopstack.core.events import ConsumerStore
 from loopstack.core.events.store import processed_events
+from loopstack.core.secrets import redact_url
 from loopstack.core.settings import Settings
 from loopstack.monitoring.feedback.errors import ReadModelUnavailable
 from loopstack.monitoring.feedback.tables import metadata
@@ -34,7 +35,7 @@ class ReadModel:
             self.store = ConsumerStore(url)
             metadata.create_all(self.store.engine)
         except SQLAlchemyError as exc:
-            raise ReadModelUnavailable(_safe(url), str(exc).splitlines()[0]) from exc
+            raise ReadModelUnavailable(redact_url(url), str(exc).splitlines()[0]) from exc
         self.engine = self.store.engine
 
     @classmethod
@@ -52,12 +53,3 @@ class ReadModel:
     def close(self) -> None:
         """Dispose of the connection pool."""
         self.store.close()
-
-
-def _safe(url: str) -> str:
-    """The URL without its password."""
-    head, sep, tail = url.rpartition("@")
-    if not sep or "://" not in head:
-        return url
-    scheme, _, creds = head.partition("://")
-    return f"{scheme}://{creds.split(':', 1)[0]}:***@{tail}"
