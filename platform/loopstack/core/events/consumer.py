@@ -271,21 +271,22 @@ class ConsumerRunner:
     ) -> list[tuple[Record, Event, str, int, Exception | None]]:
         out: list[tuple[Record, Event, str, int, Exception | None]] = []
         with self._store.engine.begin() as conn:
-            seen = self._store.processed(conn, self.group, [e.id for _, e in items])
+            # Dedupe and processed mark in one statement; the handler's writes join the same
+            # transaction, so a failure rolls the marks back with them.
+            fresh = self._store.claim(conn, self.group, [e.id for _, e in items])
             new: list[Event] = []
             for record, event in items:
-                if event.id in seen:
+                if event.id in fresh:
+                    fresh.discard(event.id)  # a second copy in this batch is a duplicate
+                    new.append(event)
+                    out.append((record, event, "applied", 1, None))
+                else:
                     out.append((record, event, "duplicate", 1, None))
-                    continue
-                seen.add(event.id)
-                new.append(event)
-                out.append((record, event, "applied", 1, None))
             if new:
                 try:
                     self._call(new, conn)
                 except Exception as exc:
                     raise _HandlerFailed(exc) from exc
-                self._store.mark(conn, self.group, [e.id for e in new])
         return out
 
     def _apply_one(
@@ -297,10 +298,9 @@ class ConsumerRunner:
         for attempt in range(self.max_retries + 1):
             try:
                 with self._store.engine.begin() as conn:
-                    if self._store.processed(conn, self.group, [event.id]):
+                    if not self._store.claim(conn, self.group, [event.id]):
                         return record, event, "duplicate", attempts + 1, None
                     self._call([event], conn)
-                    self._store.mark(conn, self.group, [event.id])
                 return record, event, "applied", attempts + 1, None
             except Exception as exc:
                 last = exc
