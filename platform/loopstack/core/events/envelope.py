@@ -6,12 +6,13 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NoReturn
 
 from cloudevents.abstract import CloudEvent as AnyCloudEvent
 from cloudevents.http import CloudEvent
 
 from loopstack.core.events import jsoncodec
+from loopstack.core.events._slots import builder
 from loopstack.core.events.errors import MalformedEvent
 from loopstack.core.events.schema import dataschema_uri, full_type, type_name, validate_data
 
@@ -42,6 +43,23 @@ def _parse_time(value: Any) -> datetime:
     except ValueError:
         raise MalformedEvent(f"attribute 'time' is not RFC 3339: {value!r}") from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _reject(obj: dict[str, Any]) -> NoReturn:
+    """Raise MalformedEvent naming the first thing wrong with a CloudEvents JSON object."""
+    values = [obj.get(a) for a in _REQUIRED]
+    missing = [a for a, v in zip(_REQUIRED, values, strict=True) if not v or not isinstance(v, str)]
+    if missing:
+        raise MalformedEvent(f"missing or empty attribute(s) {', '.join(missing)}")
+    if obj["specversion"] != "1.0":
+        raise MalformedEvent(f"specversion {obj['specversion']!r} is not 1.0")
+    if not isinstance(obj.get("data"), dict):
+        raise MalformedEvent("'data' must be a JSON object")
+    for attr in _OPTIONAL:
+        value = obj.get(attr)
+        if value is not None and not isinstance(value, str):
+            raise MalformedEvent(f"attribute {attr!r} must be a string")
+    raise AssertionError("unreachable: the envelope is well formed")  # pragma: no cover
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,48 +158,42 @@ class Event:
             raise MalformedEvent(f"expected a JSON object, got {type(obj).__name__}")
         get = obj.get
         id_, source, type_, spec = get("id"), get("source"), get("type"), get("specversion")
-        if not (
-            id_
-            and source
-            and type_
-            and spec
-            and isinstance(id_, str)
-            and isinstance(source, str)
-            and isinstance(type_, str)
-            and isinstance(spec, str)
-        ):
-            values = (id_, source, type_, spec)
-            missing = [
-                a for a, v in zip(_REQUIRED, values, strict=True) if not v or not isinstance(v, str)
-            ]
-            raise MalformedEvent(f"missing or empty attribute(s) {', '.join(missing)}")
-        if spec != "1.0":
-            raise MalformedEvent(f"specversion {spec!r} is not 1.0")
-        data = get("data")
-        if not isinstance(data, dict):
-            raise MalformedEvent("'data' must be a JSON object")
-        optional = (subject, dataschema, correlationid, partitionkey, traceparent) = (
-            get("subject"),
-            get("dataschema"),
+        subject, dataschema = get("subject"), get("dataschema")
+        correlationid, partitionkey, traceparent = (
             get("correlationid"),
             get("partitionkey"),
             get("traceparent"),
         )
-        for attr, value in zip(_OPTIONAL, optional, strict=True):
-            if value is not None and not isinstance(value, str):
-                raise MalformedEvent(f"attribute {attr!r} must be a string")
-        time = get("time")
-        return cls(
-            type=type_,
-            source=source,
-            data=data,
-            id=id_,
-            time=_parse_time(time) if time is not None else _now(),
-            subject=subject,
-            dataschema=dataschema,
-            correlationid=correlationid,
-            partitionkey=partitionkey,
-            traceparent=traceparent,
+        data, time = get("data"), get("time")
+        # One expression for the whole envelope (this runs once per consumed event); only a
+        # malformed one goes on to `_reject`, which names what is wrong.
+        if not (
+            id_
+            and source
+            and type_
+            and isinstance(id_, str)
+            and isinstance(source, str)
+            and isinstance(type_, str)
+            and spec == "1.0"
+            and isinstance(data, dict)
+            and (subject is None or isinstance(subject, str))
+            and (dataschema is None or isinstance(dataschema, str))
+            and (correlationid is None or isinstance(correlationid, str))
+            and (partitionkey is None or isinstance(partitionkey, str))
+            and (traceparent is None or isinstance(traceparent, str))
+        ):
+            _reject(obj)
+        return _build(  # in field order
+            type_,
+            source,
+            data,
+            id_,
+            _parse_time(time) if time is not None else _now(),
+            subject,
+            dataschema,
+            correlationid,
+            partitionkey,
+            traceparent,
         )
 
     def to_json(self) -> bytes:
@@ -210,3 +222,6 @@ class Event:
         if isinstance(attributes.get("time"), datetime):
             attributes["time"] = _format_time(attributes["time"])
         return cls.from_dict(attributes)
+
+
+_build = builder(Event)

@@ -9,9 +9,10 @@ from __future__ import annotations
 import re
 import zlib
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from loopstack.core.events._slots import builder
 from loopstack.core.events.errors import InvalidTopic
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "TopicPartition",
     "check_topic",
     "dlq_topic",
+    "make_record",
     "partition_for",
 ]
 
@@ -68,6 +70,10 @@ class Record:
     key: str | None
     value: bytes
     timestamp_ms: int
+
+
+make_record: Callable[[str, int, int, str | None, bytes, int], Record] = builder(Record)
+"""`Record(topic, partition, offset, key, value, timestamp_ms)` for the polling hot paths."""
 
 
 class Subscription(ABC):

@@ -33,6 +33,7 @@ from loopstack.core.events.log.base import (
     Subscription,
     TopicPartition,
     check_topic,
+    make_record,
 )
 from loopstack.core.settings import Settings
 
@@ -76,6 +77,9 @@ class KafkaEventLog(EventLog):
                 "acks": "all",
                 "linger.ms": 5,
                 "message.timeout.ms": delivery_timeout_ms,
+                # `append` only needs to hear of failures (a flushed queue means the rest were
+                # acknowledged): no Python callback per delivered message.
+                "delivery.report.only.error": True,
                 # Java-compatible hashing of the key: other Kafka clients pick the same partition.
                 "partitioner": "murmur2_random",
                 **self._base,
@@ -276,13 +280,13 @@ def to_record(msg: Message) -> Record:
     """A confluent-kafka message as a `Record`."""
     key = msg.key()
     ts = msg.timestamp()[1]
-    return Record(
-        topic=msg.topic() or "",
-        partition=msg.partition() or 0,
-        offset=msg.offset() or 0,
-        key=key.decode() if isinstance(key, bytes) else key,
-        value=msg.value() or b"",
-        timestamp_ms=ts if ts >= 0 else int(time.time() * 1000),
+    return make_record(
+        msg.topic() or "",
+        msg.partition() or 0,
+        msg.offset() or 0,
+        key.decode() if isinstance(key, bytes) else key,
+        msg.value() or b"",
+        ts if ts >= 0 else int(time.time() * 1000),
     )
 
 

@@ -25,6 +25,7 @@ from loopstack.core.events.log.base import (
     Record,
     Subscription,
     check_topic,
+    make_record,
     partition_for,
 )
 from loopstack.core.settings import Settings
@@ -180,7 +181,7 @@ class SqliteEventLog(EventLog):
                 "AND offset >= ? ORDER BY offset LIMIT ?",
                 (tid, partition, offset, limit),
             ).fetchall()
-        return [Record(topic, partition, o, k, bytes(v), ts) for o, ts, k, v in rows]
+        return [make_record(topic, partition, o, k, bytes(v), ts) for o, ts, k, v in rows]
 
     def watermarks(self, topic: str) -> dict[int, tuple[int, int]]:
         """(first kept offset, next offset) per partition."""

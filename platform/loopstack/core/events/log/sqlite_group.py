@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from loopstack.core.events.errors import LogUnavailable
 from loopstack.core.events.log._sqlite_db import now_ms
-from loopstack.core.events.log.base import Record, Subscription, TopicPartition
+from loopstack.core.events.log.base import Record, Subscription, TopicPartition, make_record
 
 if TYPE_CHECKING:
     from loopstack.core.events.log.sqlite import SqliteEventLog
@@ -177,7 +177,7 @@ class SqliteSubscription(Subscription):
             ).fetchall()
             if rows:
                 name = self._names[tp[0]]
-                out.extend(Record(name, tp[1], o, k, bytes(v), ts) for o, ts, k, v in rows)
+                out.extend(make_record(name, tp[1], o, k, bytes(v), ts) for o, ts, k, v in rows)
                 self._positions[tp] = int(rows[-1][0]) + 1
         return out
 
