@@ -1,4 +1,5 @@
-"""Live quality: metrics per version and route, per segment, and the degraded flag.
+"""Live quality: metrics per version and route, per segment, the degraded flag, and the review
+queue (pending reviews, override rate).
 
 `loopstack_quality_metric{model,version,route,metric,segment}`: `segment` is empty for the whole
 window and `field=value` (e.g. `season=1`) for one segment of the model spec's `segments`.
@@ -14,6 +15,8 @@ __all__ = ["build"]
 
 METRIC = "loopstack_quality_metric"
 DEGRADED = "loopstack_quality_degraded"
+PENDING = "loopstack_reviews_pending"
+OVERRIDE = "loopstack_review_override_rate"
 SEL = 'model=~"$model", version=~"$version"'
 
 
@@ -58,6 +61,25 @@ def build() -> Dashboard:
                 "short",
                 description="The same metric within each value of the model spec's `segments` fields.",
                 width=24,
+            )
+        )
+        .with_row(Row("Human review"))
+        .with_panel(
+            timeseries_panel(
+                "Reviews pending",
+                [(f"{PENDING}{{{SEL}}}", "{{model}} v{{version}}")],
+                "short",
+                description="Flagged predictions (low confidence, outliers) waiting for a reviewer.",
+                width=12,
+            )
+        )
+        .with_panel(
+            timeseries_panel(
+                "Override rate",
+                [(f"{OVERRIDE}{{{SEL}}}", "{{model}} v{{version}}")],
+                "percentunit",
+                description="Share of reviewers' decisions that differ from the model's answer.",
+                width=12,
             )
         )
     )
