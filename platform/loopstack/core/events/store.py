@@ -161,9 +161,10 @@ class ConsumerStore:
         One `INSERT ... ON CONFLICT DO NOTHING RETURNING` per 500 ids does the dedupe check and
         the processed mark at once (in the caller's transaction, so a rollback un-claims them).
         An id given twice is claimed once. On PostgreSQL a concurrent transaction claiming the
-        same id makes this one wait for it and then see the id as taken.
+        same id makes this one wait for it and then see the id as taken; the ids go in sorted,
+        so two members claiming overlapping batches take the row locks in one order.
         """
-        unique = list(dict.fromkeys(event_ids))
+        unique = sorted(set(event_ids))
         now = datetime.now(UTC)
         mark = _placeholder(conn)
         claimed: set[str] = set()
