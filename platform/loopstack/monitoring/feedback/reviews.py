@@ -34,12 +34,7 @@ def review_from_prediction(conn: Connection, event: Event) -> None:
         return
     pid = str(data["prediction_id"])
     flags = data.get("review") or {}
-    predicted = (data.get("outputs") or {}).get("prediction")
-    facts: dict[str, Any] = {
-        "route": data["route"],
-        "predicted_json": json.dumps(predicted, default=str),
-        "predicted_value": label_number(predicted),
-    }
+    facts = _answer(data["route"], data.get("outputs"))
     if flags.get("needs_review"):
         facts["margin"] = flags.get("margin")
         when = parse_time(data["request_time"])
@@ -62,12 +57,7 @@ def apply_review_event(conn: Connection, event: Event) -> None:
         )
     ).first()
     if found is not None:
-        predicted = (json.loads(found[1]).get("outputs") or {}).get("prediction")
-        facts = {
-            "route": found[0],
-            "predicted_json": json.dumps(predicted, default=str),
-            "predicted_value": label_number(predicted),
-        }
+        facts = _answer(found[0], json.loads(found[1]).get("outputs"))
     when = parse_time(data["flagged_at"])
     for reason in data["reasons"]:
         _flag(conn, pid, str(data["model"]), str(data["version"]), reason, when, facts)
@@ -98,6 +88,16 @@ def review_decision(conn: Connection, event: Event, outcome: OutcomeRow) -> None
             "decided_at": outcome.observed_at,
         },
     )
+
+
+def _answer(route: str, outputs: dict[str, Any] | None) -> dict[str, Any]:
+    """What the model answered, as the queue keeps it (the label as a number, to compare)."""
+    predicted = (outputs or {}).get("prediction")
+    return {
+        "route": route,
+        "predicted_json": json.dumps(predicted, default=str),
+        "predicted_value": label_number(predicted),
+    }
 
 
 def _entry(conn: Connection, pid: str) -> RowMapping | None:
