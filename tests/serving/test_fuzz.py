@@ -38,7 +38,7 @@ def test_generated_v2_requests_get_no_5xx_and_every_4xx_has_a_reason(served: Ser
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
 
             @given(case=operation.as_strategy(generation_mode=mode), model=st.sampled_from(MODELS))
-            @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck),
+            @settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck),
                       derandomize=True, database=None)  # fmt: skip
             def answers_sensibly(case: Any, model: str) -> None:
                 case.path_parameters = {**(case.path_parameters or {}), "model_name": model}
