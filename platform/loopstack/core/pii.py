@@ -35,6 +35,9 @@ class SensitiveFields:
         """The model's sensitive fields (none for a model without a spec)."""
         if not model or self._dir is None:
             return frozenset()
+        known = self._known.get(model)  # the per-request path: no lock once read
+        if known is not None:
+            return known
         with self._lock:
             if model not in self._known:
                 from loopstack.core.modelspec import load_model_spec
