@@ -19,17 +19,12 @@ def builder(cls: type[T]) -> Callable[..., T]:
     message, so the decoders use this instead. It runs no defaults and no `__post_init__`:
     every value must be given, already checked.
     """
-    fields = dataclasses.fields(cls)  # type: ignore[arg-type]
-    setters = tuple(cls.__dict__[f.name].__set__ for f in fields)
-    count = len(setters)
-    new = object.__new__
-
-    def build(*values: Any) -> T:
-        if len(values) != count:
-            raise TypeError(f"{cls.__name__} takes {count} values, got {len(values)}")
-        obj: T = new(cls)
-        for set_, value in zip(setters, values, strict=False):
-            set_(obj, value)
-        return obj
-
+    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    # Straight-line code (one slot store per field, no loop) built from the field names alone.
+    scope: dict[str, Any] = {"new": object.__new__, "cls": cls}
+    scope.update({f"set_{n}": cls.__dict__[n].__set__ for n in names})
+    body = "".join(f"    set_{n}(obj, {n})\n" for n in names)
+    source = f"def build({', '.join(names)}):\n    obj = new(cls)\n{body}    return obj\n"
+    exec(source, scope)
+    build: Callable[..., T] = scope["build"]
     return build

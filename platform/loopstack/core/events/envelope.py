@@ -129,12 +129,15 @@ class Event:
 
     def to_dict(self) -> dict[str, Any]:
         """The structured-mode JSON object (attributes + `data`), None attributes left out."""
+        return self._structured(_format_time(self.time))
+
+    def _structured(self, time: str | datetime) -> dict[str, Any]:
         out: dict[str, Any] = {
             "specversion": "1.0",
             "id": self.id,
             "source": self.source,
             "type": self.type,
-            "time": _format_time(self.time),
+            "time": time,
             "datacontenttype": "application/json",
         }
         # Spelled out rather than getattr in a loop: this runs once per published event.
@@ -198,7 +201,9 @@ class Event:
 
     def to_json(self) -> bytes:
         """Structured-mode CloudEvents JSON bytes (what goes into the log)."""
-        return jsoncodec.dumps(self.to_dict())
+        # The codec writes a UTC datetime itself, in the same format, at a third of the cost.
+        utc = self.time.tzinfo is UTC
+        return jsoncodec.dumps(self._structured(self.time if utc else _format_time(self.time)))
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> Event:

@@ -141,30 +141,33 @@ class Publisher:
         """Queue already serialized records as they are (re-drives, bridges, tests)."""
         if not messages:
             return
-        with self._cond:
-            if self._closed:
-                raise PublisherClosed(str(self.path))
-            depth = self.depth
-            if depth + len(messages) > self.max_events:
-                self.metrics.publish_rejected.labels(self.name).inc()
-                raise PublishQueueFull(str(self.path), depth, self.max_events)
-            with self._db_lock:
-                self._db.execute("BEGIN")
-                try:
-                    self._db.executemany(
-                        "INSERT INTO outbox (topic, key, value) VALUES (?, ?, ?)",
-                        [(m.topic, m.key, m.value) for m in messages],
-                    )
-                    last = int(self._db.execute("SELECT last_insert_rowid()").fetchone()[0])
-                    self._db.execute("COMMIT")
-                except BaseException:
-                    self._db.execute("ROLLBACK")
-                    raise
+        # The outbox lock orders writers (ids are publish order); the queue's condition is only
+        # held briefly, so the sender keeps appending to the log while the outbox is written.
+        with self._db_lock:
+            with self._cond:
+                if self._closed:
+                    raise PublisherClosed(str(self.path))
+                depth = self.depth
+                if depth + len(messages) > self.max_events:
+                    self.metrics.publish_rejected.labels(self.name).inc()
+                    raise PublishQueueFull(str(self.path), depth, self.max_events)
+            self._db.execute("BEGIN")
+            try:
+                self._db.executemany(
+                    "INSERT INTO outbox (topic, key, value) VALUES (?, ?, ?)",
+                    [(m.topic, m.key, m.value) for m in messages],
+                )
+                last = int(self._db.execute("SELECT last_insert_rowid()").fetchone()[0])
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
             # One writer (the file lock) and one transaction: the ids are consecutive.
             first = last - len(messages) + 1
-            self._queue.extend(zip(range(first, last + 1), messages, strict=True))
-            self._gauge.set(self.depth)
-            self._cond.notify_all()
+            with self._cond:
+                self._queue.extend(zip(range(first, last + 1), messages, strict=True))
+                self._gauge.set(self.depth)
+                self._cond.notify_all()
 
     def _run(self) -> None:
         while True:
@@ -178,16 +181,16 @@ class Publisher:
                 ]
                 self._in_flight = len(batch)
             sent = self._send([m for _, m in batch])
+            if sent:
+                with self._db_lock:
+                    self._db.execute("DELETE FROM outbox WHERE id <= ?", (batch[-1][0],))
+                per_topic: dict[str, int] = {}
+                for _, m in batch:
+                    per_topic[m.topic] = per_topic.get(m.topic, 0) + 1
+                for topic, count in per_topic.items():
+                    self.metrics.published.labels(topic).inc(count)
             with self._cond:
-                if sent:
-                    with self._db_lock:
-                        self._db.execute("DELETE FROM outbox WHERE id <= ?", (batch[-1][0],))
-                    per_topic: dict[str, int] = {}
-                    for _, m in batch:
-                        per_topic[m.topic] = per_topic.get(m.topic, 0) + 1
-                    for topic, count in per_topic.items():
-                        self.metrics.published.labels(topic).inc(count)
-                else:
+                if not sent:
                     self._queue.extendleft(reversed(batch))
                 self._in_flight = 0
                 self._gauge.set(self.depth)
