@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from loopstack.api.app import create_app
-from loopstack.core.auth import ApiKeyStore, Role, auth_store_url
+from loopstack.core.auth import Role
+from loopstack.core.auth.keys import ApiKeyStore, auth_store_url
 
 from tests.api.test_auth import auth_settings
 from tests.conftest import Stack

@@ -17,7 +17,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi.testclient import TestClient
 from loopstack.api.app import create_app
-from loopstack.core.auth import ApiKeyStore, Role, auth_store_url
+from loopstack.core.auth import Role
+from loopstack.core.auth.keys import ApiKeyStore, auth_store_url
 from loopstack.core.processes import free_port
 from loopstack.core.settings import AuthSettings, Settings
 

@@ -11,7 +11,8 @@ import grpc
 import httpx
 import pytest
 from kserve import InferenceGRPCClient
-from loopstack.core.auth import ApiKeyStore, Role, auth_store_url
+from loopstack.core.auth import Role
+from loopstack.core.auth.keys import ApiKeyStore, auth_store_url
 from loopstack.core.processes import Supervisor, free_port
 from loopstack.core.settings import AuthSettings
 from loopstack.features import store as feature_store

@@ -13,7 +13,8 @@ if TYPE_CHECKING:
     from feast import FeatureStore
 
     from loopstack.core.audit import AuditTrail
-    from loopstack.core.auth import ApiKeyStore, Authenticator
+    from loopstack.core.auth.authenticator import Authenticator
+    from loopstack.core.auth.keys import ApiKeyStore
     from loopstack.core.events.log.base import EventLog
     from loopstack.core.events.metrics import EventMetrics
     from loopstack.core.events.outbox import Publisher
@@ -40,14 +41,14 @@ class Services:
     @cached_property
     def api_keys(self) -> ApiKeyStore:
         """The API keys (hashed)."""
-        from loopstack.core.auth import ApiKeyStore, auth_store_url
+        from loopstack.core.auth.keys import ApiKeyStore, auth_store_url
 
         return ApiKeyStore(auth_store_url(self.settings))
 
     @cached_property
     def authenticator(self) -> Authenticator:
         """Bearer tokens to principals."""
-        from loopstack.core.auth import Authenticator
+        from loopstack.core.auth.authenticator import Authenticator
 
         return Authenticator(self.settings, self.api_keys)
 

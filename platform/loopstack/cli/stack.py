@@ -8,11 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from loopstack.core.errors import DependencyMissing
-from loopstack.core.processes import ProcessSpec, RunningProcess, Supervisor
+from loopstack.core.processes import ProcessSpec, RunningProcess, Supervisor, consumer_process
 from loopstack.core.settings import Settings
-from loopstack.loop.controller import controller_spec
-from loopstack.monitoring.drift import consumer_spec
-from loopstack.monitoring.feedback.consumer import consumer_spec as feedback_consumer_spec
 from loopstack.serving.stack import SERVING_START_TIMEOUT_S, serving_process
 
 __all__ = [
@@ -109,6 +106,13 @@ def _detector_server(settings: Settings) -> Component:
     return Component(spec, 120.0)
 
 
+def _consumer(settings: Settings, name: str, module: str, port: int, setting: str) -> Component:
+    """A `python -m MODULE` process whose health is its `/metrics` (named, not imported: the
+    CLI stays a light client that starts in a second)."""
+    spec = consumer_process(name, module, settings.host, port, setting, settings.as_env())
+    return Component(spec, PROCESS_START_TIMEOUT_S)
+
+
 def embedded_components(settings: Settings) -> list[Component]:
     """The processes of the embedded stack, in start order."""
     components = []
@@ -116,9 +120,29 @@ def embedded_components(settings: Settings) -> list[Component]:
         components.append(_mlflow(settings))
     if settings.drift.detector_url is None:
         components.append(_detector_server(settings))
-    components.append(Component(consumer_spec(settings), PROCESS_START_TIMEOUT_S))
-    components.append(Component(feedback_consumer_spec(settings), PROCESS_START_TIMEOUT_S))
-    components.append(Component(controller_spec(settings), PROCESS_START_TIMEOUT_S))
+    components += [
+        _consumer(
+            settings,
+            "drift-consumer",
+            "loopstack.monitoring.drift.consumer",
+            settings.drift.metrics_port,
+            "LOOPSTACK_DRIFT__METRICS_PORT",
+        ),
+        _consumer(
+            settings,
+            "feedback",
+            "loopstack.monitoring.feedback.consumer",
+            settings.feedback.metrics_port,
+            "LOOPSTACK_FEEDBACK__METRICS_PORT",
+        ),
+        _consumer(
+            settings,
+            "loop",
+            "loopstack.loop.controller",
+            settings.loop.metrics_port,
+            "LOOPSTACK_LOOP__METRICS_PORT",
+        ),
+    ]
     components.append(_api(settings))
     components.append(Component(serving_process(settings), SERVING_START_TIMEOUT_S))
     return components

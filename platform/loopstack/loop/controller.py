@@ -29,7 +29,7 @@ from loopstack.core.events import (
 from loopstack.core.events.envelope import Event
 from loopstack.core.events.topics import AUDIT, DECISIONS, DRIFT, QUALITY
 from loopstack.core.modelspec import ModelSpec, list_model_specs, load_model_spec
-from loopstack.core.processes import ProcessSpec, consumer_process, stop_on_signals
+from loopstack.core.processes import stop_on_signals
 from loopstack.core.settings import Settings, load_settings
 from loopstack.loop.decisions import DecisionRecorder, EventPublisher
 from loopstack.loop.evidence import RolloutEvidence
@@ -45,7 +45,7 @@ from loopstack.registry.registry import CHAMPION, ModelRegistry
 from loopstack.serving.backends.base import Backend
 from loopstack.serving.deployments import DeploymentService
 
-__all__ = ["LoopController", "controller_spec", "main"]
+__all__ = ["LoopController", "main"]
 
 log = logging.getLogger(__name__)
 
@@ -218,18 +218,6 @@ class LoopController(ConsumerProcess):
         if time.monotonic() >= self._next_tick:
             self.tick()
         return result
-
-
-def controller_spec(settings: Settings) -> ProcessSpec:
-    """How `loopstack up` starts the loop controller (health: its `/metrics`)."""
-    return consumer_process(
-        "loop",
-        "loopstack.loop.controller",
-        settings.host,
-        settings.loop.metrics_port,
-        "LOOPSTACK_LOOP__METRICS_PORT",
-        settings.as_env(),
-    )
 
 
 def main() -> None:

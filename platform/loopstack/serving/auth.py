@@ -12,7 +12,8 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from grpc import aio
 
-from loopstack.core.auth import Authenticator, Principal, Role
+from loopstack.core.auth import Principal, Role
+from loopstack.core.auth.authenticator import Authenticator
 from loopstack.core.errors import Forbidden
 from loopstack.core.settings import Settings
 

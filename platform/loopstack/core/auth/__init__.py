@@ -1,7 +1,6 @@
-"""Who is calling: API keys (stored hashed) and OIDC JWTs, mapped to roles."""
+"""Who is calling: API keys (stored hashed, `keys`) and OIDC JWTs (`jwt`), mapped to roles by the
+`authenticator`. Only the roles are re-exported here: the CLI imports them and stays light."""
 
-from loopstack.core.auth.authenticator import Authenticator
-from loopstack.core.auth.keys import ApiKeyStore, auth_store_url
 from loopstack.core.auth.roles import ANONYMOUS, Principal, Role
 
-__all__ = ["ANONYMOUS", "ApiKeyStore", "Authenticator", "Principal", "Role", "auth_store_url"]
+__all__ = ["ANONYMOUS", "Principal", "Role"]

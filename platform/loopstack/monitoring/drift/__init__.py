@@ -4,7 +4,7 @@ events, scored on the detector server, reported once as `drift.v1` and Prometheu
 from __future__ import annotations
 
 from loopstack.monitoring.drift.bundles import BUNDLE_ARTIFACT, MlflowBundles, detector_key
-from loopstack.monitoring.drift.consumer import DriftConsumer, SpecCatalog, consumer_spec
+from loopstack.monitoring.drift.consumer import DriftConsumer, SpecCatalog
 from loopstack.monitoring.drift.queries import DriftQueries
 from loopstack.monitoring.drift.store import DriftStore
 
@@ -15,6 +15,5 @@ __all__ = [
     "DriftStore",
     "MlflowBundles",
     "SpecCatalog",
-    "consumer_spec",
     "detector_key",
 ]

@@ -30,7 +30,7 @@ from loopstack.core.events import (
 )
 from loopstack.core.events.topics import PREDICTIONS
 from loopstack.core.modelspec import DriftSpec, ReviewSpec, load_model_spec
-from loopstack.core.processes import ProcessSpec, consumer_process, stop_on_signals
+from loopstack.core.processes import stop_on_signals
 from loopstack.core.settings import Settings, load_settings
 from loopstack.monitoring.detector_client import DetectorClient
 from loopstack.monitoring.drift.bundles import BundleSource, MlflowBundles
@@ -39,7 +39,7 @@ from loopstack.monitoring.drift.reporter import DriftPublisher, WindowReporter
 from loopstack.monitoring.drift.store import DriftStore
 from loopstack.monitoring.drift.windows import WindowAssigner, close_idle, utcnow
 
-__all__ = ["DriftConsumer", "SpecCatalog", "consumer_spec", "detector_url", "main"]
+__all__ = ["DriftConsumer", "SpecCatalog", "detector_url", "main"]
 
 log = logging.getLogger(__name__)
 
@@ -146,18 +146,6 @@ class DriftConsumer(ConsumerProcess):
         except Exception:  # reporting must not stop consuming; the windows persist, retried
             log.exception("drift: %s step failed; retrying on the next sweep", name)
             return 0
-
-
-def consumer_spec(settings: Settings) -> ProcessSpec:
-    """How `loopstack up` starts the drift consumer (health: its `/metrics`)."""
-    return consumer_process(
-        "drift-consumer",
-        "loopstack.monitoring.drift.consumer",
-        settings.host,
-        settings.drift.metrics_port,
-        "LOOPSTACK_DRIFT__METRICS_PORT",
-        settings.as_env(),
-    )
 
 
 def main() -> None:

@@ -28,7 +28,7 @@ from loopstack.core.events import (
     EventMetrics,
 )
 from loopstack.core.events.topics import OUTCOMES, PREDICTIONS
-from loopstack.core.processes import ProcessSpec, consumer_process, stop_on_signals
+from loopstack.core.processes import stop_on_signals
 from loopstack.core.settings import Settings, load_settings
 from loopstack.monitoring.feedback.alerts import QualityAlerter, QualityPublisher
 from loopstack.monitoring.feedback.baselines import Baselines
@@ -41,7 +41,7 @@ from loopstack.monitoring.feedback.review_queries import review_summary
 from loopstack.monitoring.feedback.store import ReadModel
 from loopstack.monitoring.feedback.windows import refresh
 
-__all__ = ["FeedbackConsumer", "catalog_for", "consumer_spec", "main"]
+__all__ = ["FeedbackConsumer", "catalog_for", "main"]
 
 log = logging.getLogger(__name__)
 
@@ -156,18 +156,6 @@ class FeedbackConsumer(ConsumerProcess):
                     self.settings.feedback.sweep_interval_s,
                 )
         return done
-
-
-def consumer_spec(settings: Settings) -> ProcessSpec:
-    """How `loopstack up` starts the feedback consumer (health: its `/metrics`)."""
-    return consumer_process(
-        "feedback",
-        "loopstack.monitoring.feedback.consumer",
-        settings.host,
-        settings.feedback.metrics_port,
-        "LOOPSTACK_FEEDBACK__METRICS_PORT",
-        settings.as_env(),
-    )
 
 
 def main() -> None:
