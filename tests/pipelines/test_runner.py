@@ -57,12 +57,12 @@ def _project(tmp_path: Path, value: str = "v1") -> Path:
     return tmp_path
 
 
-def _settings(stack: Stack, project: Path) -> Settings:
+def _settings(stack: Stack, project: Path, fork_server: bool = True) -> Settings:
     return Settings(
         project_dir=project,
         state_dir=project / "state",
         mlflow={"tracking_uri": stack.settings.mlflow_tracking_uri},
-        pipelines={"retry_backoff_s": 0.1, "fork_server": False},
+        pipelines={"retry_backoff_s": 0.1, "fork_server": fork_server},
     )
 
 
@@ -97,8 +97,10 @@ def test_a_step_failing_after_its_retries_names_its_log(stack: Stack, tmp_path: 
     assert "after 2 attempt(s)" in failure.value.message and ".log" in failure.value.message
 
 
-def test_sigint_stops_every_step_process(stack: Stack, tmp_path: Path) -> None:
-    settings = _settings(stack, _project(tmp_path))
+# Steps are forked from a warm server by default, or started as plain processes.
+@pytest.mark.parametrize("fork_server", [True, False], ids=["forked", "plain"])
+def test_sigint_stops_every_step_process(stack: Stack, tmp_path: Path, fork_server: bool) -> None:
+    settings = _settings(stack, _project(tmp_path), fork_server)
     pipeline = load_pipeline(settings.pipelines_dir, "toy")
     state = EmbeddedRunner(settings).prepare(pipeline, {"mode": "slow"})
     runner = subprocess.Popen(

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from sklearn import metrics as skm
 
 __all__ = ["regression_metrics", "classification_metrics", "task_metrics", "better"]
 
@@ -29,6 +28,9 @@ def regression_metrics(y_true: Any, y_pred: Any) -> dict[str, float]:
 
 def classification_metrics(y_true: Any, proba: Any, threshold: float = 0.5) -> dict[str, float]:
     """Accuracy, precision, recall, F1, AUC, log loss and expected calibration error."""
+    # Imported here: scikit-learn takes seconds to import, which the API's start would pay.
+    from sklearn import metrics as skm
+
     y = np.asarray(y_true, dtype=int)
     p = np.clip(np.asarray(proba, dtype=float), 1e-12, 1 - 1e-12)
     hard = (p >= threshold).astype(int)

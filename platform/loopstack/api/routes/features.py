@@ -9,7 +9,6 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from loopstack.api.services import Services
-from loopstack.features.store import materialize
 
 __all__ = ["router"]
 
@@ -29,6 +28,9 @@ def router(services: Services) -> APIRouter:
     @api.post("/materialize")
     def materialize_features(body: MaterializeRequest) -> dict[str, Any]:
         """Materialize the feature views' rows of a time range into the online store."""
+        # Feast takes seconds to import: the API starts without it and loads it on first use.
+        from loopstack.features.store import materialize
+
         materialize(
             services.settings, body.start, body.end, body.views, store=services.feature_store
         )
