@@ -25,7 +25,7 @@ Points are measured in `--rounds` rounds, the order reversed every other round (
 REST/gRPC interleaved at each concurrency), and each figure is the median over rounds; every
 ratio compares figures of the same run (the machine has 2 cores and is shared).
 
-    uv run python bench/bench_serving.py [--seconds 3] [--rounds 3]
+    uv run python bench/bench_serving.py [--seconds 3] [--rounds 5]
 
 Writes bench/results/serving.json and prints a table with the ratios to the targets.
 """
@@ -333,7 +333,7 @@ def main() -> None:
     """Start both servers, measure, write the results, print the table."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="timed seconds per point")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds; figures are medians")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds; figures are medians")
     opts = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-serving-"))
     tracking = f"sqlite:///{work / 'mlflow.db'}"

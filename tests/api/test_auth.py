@@ -151,7 +151,7 @@ def test_bad_and_revoked_keys_are_401_and_other_schemes_are_refused(
         == 200
     )
     listed = client.get("/v1/auth/keys", headers=admin).json()
-    assert token not in json.dumps(listed) and token.split("_")[2] not in json.dumps(listed)
+    assert token not in json.dumps(listed) and token.split("_", 2)[2] not in json.dumps(listed)
     revoked = client.post(f"/v1/auth/keys/{created.json()['key_id']}/revoke", headers=admin)
     assert revoked.status_code == 200 and revoked.json()["revoked_at"]
     answer = client.get("/v1/deployments", headers={"Authorization": f"Bearer {token}"})
