@@ -1,8 +1,12 @@
-"""`make bench`: every benchmark in turn; each prints its table and writes bench/results/*.json."""
+"""`make bench`: every benchmark in turn; each prints its table and writes bench/results/*.json.
+
+Each runs in a process of its own: what one sets up (environment, MLflow's global tracking URI,
+loaded libraries) cannot change the next one's figures.
+"""
 
 from __future__ import annotations
 
-import runpy
+import subprocess
 import sys
 from pathlib import Path
 
@@ -18,13 +22,7 @@ def main() -> int:
         if not path.is_file():
             continue
         print(f"\n=== {name} ===", flush=True)
-        try:
-            runpy.run_path(str(path), run_name="__main__")
-        except SystemExit as exc:
-            if exc.code not in (0, None):
-                failed.append(name)
-        except Exception as exc:
-            print(f"{name} failed: {exc}", file=sys.stderr)
+        if subprocess.run([sys.executable, str(path)], check=False).returncode != 0:
             failed.append(name)
     if failed:
         print(f"benchmarks that missed a target or failed: {', '.join(failed)}", file=sys.stderr)
