@@ -117,6 +117,14 @@ def correlation_from(headers: Mapping[str, str]) -> tuple[str, str | None]:
     return str(uuid.uuid4()), None
 
 
+def _pinned(served: ServedSplit, model: str, version: str) -> Route:
+    """The route to a version the caller named; VersionNotServed if the split has no such one."""
+    route = served.pinned(version)
+    if route is None:
+        raise VersionNotServed(model, version, sorted(served.versions()))
+    return route
+
+
 def _ids(base: str, rows: int) -> list[str]:
     return [base] if rows == 1 else [f"{base}-{i}" for i in range(rows)]
 
@@ -196,10 +204,7 @@ class ServingRuntime:
         served = self._split(model)
         if version is None:
             return served.champion
-        route = served.pinned(version)
-        if route is None:
-            raise VersionNotServed(model, version, sorted(served.versions()))
-        return route.version
+        return _pinned(served, model, version).version
 
     def _split(self, model: str) -> ServedSplit:
         served = self._served.get(model)
@@ -279,9 +284,7 @@ class ServingRuntime:
         lookup = self.features.lookup(req.model) if self.features is not None else None
         keys = self._entity_keys(req, lookup)
         if req.version:
-            route = served.pinned(req.version)
-            if route is None:
-                raise VersionNotServed(req.model, req.version, sorted(served.versions()))
+            route = _pinned(served, req.model, req.version)
         else:
             route = served.choose(keys[0] if keys else None)
         return _Prepared(served, route, lookup, keys)

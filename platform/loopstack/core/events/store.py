@@ -6,7 +6,7 @@ handler's state change, which is what makes a redelivered event a no-op.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -54,18 +54,6 @@ _PLACEHOLDERS = {"qmark": "?", "format": "%s", "pyformat": "%s"}
 def _placeholder(conn: Connection) -> str | None:
     """The driver's positional placeholder, or None to go through SQLAlchemy Core."""
     return _PLACEHOLDERS.get(conn.dialect.paramstyle)
-
-
-def _stamp(conn: Connection, now: datetime) -> Any:
-    """`now` as the driver gets it from the `processed_at` column type.
-
-    The driver's own executemany skips SQLAlchemy's per-row parameter processing (which costs
-    more than the insert), so the timestamp goes through the column type once here: it is then
-    stored exactly as the Core path stores it (`prune` compares it).
-    """
-    column = processed_events.c.processed_at
-    process = column.type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
-    return process(now) if process is not None else now
 
 
 def _dialect_insert(conn: Connection) -> Callable[[Table], Any]:
@@ -135,26 +123,6 @@ class ConsumerStore:
             found.update(r[0] for r in rows)
         return found
 
-    def mark(self, conn: Connection, group: str, event_ids: Iterable[str]) -> None:
-        """Record `event_ids` as applied (in the caller's transaction)."""
-        now = datetime.now(UTC)
-        mark = _placeholder(conn)
-        if mark is None:
-            rows = [
-                {"consumer_group": group, "event_id": i, "processed_at": now} for i in event_ids
-            ]
-            if rows:
-                conn.execute(processed_events.insert(), rows)
-            return
-        stamp = _stamp(conn, now)
-        params = [(group, i, stamp) for i in event_ids]
-        if params:
-            conn.exec_driver_sql(
-                f"INSERT INTO {processed_events.name} (consumer_group, event_id, processed_at) "
-                f"VALUES ({mark}, {mark}, {mark})",
-                params,
-            )
-
     def claim(self, conn: Connection, group: str, event_ids: Sequence[str]) -> set[str]:
         """Record as applied those of `event_ids` the group had not applied; return them.
 
@@ -167,6 +135,13 @@ class ConsumerStore:
         unique = sorted(set(event_ids))
         now = datetime.now(UTC)
         mark = _placeholder(conn)
+        if mark is not None:
+            # The driver's own statement skips SQLAlchemy's per-row parameter processing (which
+            # costs more than the insert), so the timestamp goes through the column type once
+            # here: it is then stored exactly as the Core path stores it (`prune` compares it).
+            column = processed_events.c.processed_at
+            process = column.type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
+            stamp = process(now) if process is not None else now
         claimed: set[str] = set()
         for start in range(0, len(unique), _IN_CHUNK):
             chunk = unique[start : start + _IN_CHUNK]
@@ -183,7 +158,6 @@ class ConsumerStore:
                     .returning(processed_events.c.event_id)
                 )
             else:
-                stamp = _stamp(conn, now)
                 params: list[Any] = []
                 for i in chunk:
                     params += (group, i, stamp)

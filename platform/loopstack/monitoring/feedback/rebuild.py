@@ -56,18 +56,17 @@ def _records(log_: EventLog, topic: str) -> Iterator[Record]:
 def _apply(
     store: ConsumerStore, group: str, handler: Handler, events: list[Event], result: RebuildResult
 ) -> None:
+    applied = 0
     with store.engine.begin() as conn:
-        seen = store.processed(conn, group, [e.id for e in events])
-        new = []
+        fresh = store.claim(conn, group, [e.id for e in events])
         for event in events:
-            if event.id in seen:
+            if event.id not in fresh:
                 result.duplicates += 1
                 continue
-            seen.add(event.id)
+            fresh.discard(event.id)  # a second copy in this batch is a duplicate
             handler(event, conn)
-            new.append(event.id)
-        store.mark(conn, group, new)
-    result.applied += len(new)
+            applied += 1
+    result.applied += applied
 
 
 def rebuild(
