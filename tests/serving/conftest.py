@@ -257,6 +257,14 @@ def served(serving_settings: Settings) -> Iterator[Served]:
         supervisor.stop("serving", grace=5)
 
 
+@pytest.fixture
+def restore(served: Served) -> Iterator[None]:
+    """Put both models back on their plain champion split after the test."""
+    yield
+    served.deploy(TrafficSplit(model=BIKE, champion=served.versions["v1"]))
+    served.deploy(TrafficSplit(model=CREDIT, champion=served.versions["credit"]))
+
+
 def bike_row(hour: int = 8) -> dict[str, Any]:
     """Request-time fields of one hour (the caller's part of a bike-demand request)."""
     return {"season": 3.0, "mnth": 7.0, "day": 1.0, "hr": float(hour), "holiday": 0.0,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -13,14 +12,6 @@ from loopstack.serving.traffic import TrafficSplit
 from .conftest import BIKE, CREDIT, Served, bike_full_row, known_customers, wait_events
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def restore(served: Served) -> Iterator[None]:
-    """Put both models back on their plain champion split after the test."""
-    yield
-    served.deploy(TrafficSplit(model=BIKE, champion=served.versions["v1"]))
-    served.deploy(TrafficSplit(model=CREDIT, champion=served.versions["credit"]))
 
 
 def _predict(client: httpx.Client, served: Served, model: str, instance: dict[str, object]) -> dict:

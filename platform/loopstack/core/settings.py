@@ -132,6 +132,9 @@ class ServingSettings(_Section):
     """Shadow requests waiting for the challenger; beyond it mirrors are skipped and counted."""
     model_threads: int = Field(1, ge=1)
     """OpenMP/BLAS threads a model may use per call; 1 suits small requests (fan-out costs more)."""
+    max_batch_rows: int = Field(256, ge=1)
+    """Rows one model call may score: requests queued while a version is busy are scored together
+    (adaptive batching; nobody waits for a batch to fill); 1 scores every request alone."""
     request_logging: bool = False
     """KServe's per-request log lines (access log, timing); off: prediction events are the record."""
     async_inference: bool = True

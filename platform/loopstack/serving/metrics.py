@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+
+if TYPE_CHECKING:
+    from loopstack.serving.loader import LoadedVersion
 
 __all__ = ["ServingMetrics"]
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 _VALUE_BUCKETS = (0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1, 2, 5, 10, 20, 50,
                   100, 200, 500, 1000, 5000)  # fmt: skip
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
 _LABELS = ("model", "version", "protocol", "route", "status")
 
 
@@ -51,6 +57,13 @@ class ServingMetrics:
             ("model", "version", "route"),
             registry=registry,
         )
+        self.batch_rows = Histogram(
+            "loopstack_serving_batch_rows",
+            "Rows per model call: more than a request's rows when queued requests were batched.",
+            ("model", "version"),
+            buckets=_BATCH_BUCKETS,
+            registry=registry,
+        )
         self.split_revision = Gauge(
             "loopstack_serving_split_revision",
             "Revision of the traffic split each model is served with.",
@@ -60,6 +73,7 @@ class ServingMetrics:
         # labels() takes a lock and hashes every call; the hot path reuses the children.
         self._children: dict[tuple[str, ...], tuple[Counter, Histogram]] = {}
         self._value_children: dict[tuple[str, ...], Histogram] = {}
+        self._batch_children: dict[tuple[str, str], Histogram] = {}
 
     def observe(
         self, model: str, version: str, protocol: str, route: str, status: str, seconds: float
@@ -82,3 +96,11 @@ class ServingMetrics:
             self._value_children[key] = child
         for value in values:
             child.observe(value)
+
+    def observe_batch(self, version: LoadedVersion, rows: int) -> None:
+        """Record the rows of one model call of a version."""
+        key = (version.model, version.version)
+        child = self._batch_children.get(key)
+        if child is None:
+            child = self._batch_children[key] = self.batch_rows.labels(*key)
+        child.observe(rows)

@@ -14,7 +14,7 @@ from loopstack.core.events.topics import PREDICTIONS
 from loopstack.core.pii import mask_values
 from loopstack.serving.eventsink import EventSink, iso_time
 from loopstack.serving.features import FeatureLookup, FeatureRows
-from loopstack.serving.loader import LoadedVersion
+from loopstack.serving.schema import Columns
 
 if TYPE_CHECKING:
     from loopstack.serving.runtime import ScoreRequest
@@ -47,10 +47,11 @@ class EventContext:
     at: float
     sensitive: frozenset[str] = frozenset()
 
-    def input_rows(self, frame: Any, version: LoadedVersion) -> list[dict[str, Any]]:
-        """The model's input rows as logged (sensitive fields masked)."""
-        records = frame.to_dict(orient="records")
-        return [mask_values(r, self.sensitive) for r in records]
+    def input_rows(self, checked: Columns) -> list[dict[str, Any]]:
+        """The model's input rows (checked columns) as logged, sensitive fields masked."""
+        names = list(checked)
+        rows = zip(*checked.values(), strict=True)
+        return [mask_values(dict(zip(names, row, strict=True)), self.sensitive) for row in rows]
 
     def data(
         self,

@@ -1,7 +1,8 @@
 """`ServingRuntime`: the transport-free core every protocol calls (REST v1/v2, gRPC, async).
 
 One `score` does: route by the model's traffic split, fetch online features for entity keys,
-validate against the chosen version's signature, predict, and record the answer (metrics and a
+validate against the chosen version's signature, predict (with the requests queued meanwhile
+for the same version: `AdaptiveBatcher`), and record the answer (metrics and a
 `prediction.v1` event per row, queued off the request path). A shadow challenger scores the
 same rows on its own thread; its answer is only logged. A request that asks for explanations
 (`explain`) is finished on a worker thread, the SHAP run being far longer than a prediction.
@@ -21,8 +22,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import pandas as pd
+
 from loopstack.core.errors import LoopstackError
 from loopstack.core.pii import SensitiveFields, scrub
+from loopstack.serving.batching import AdaptiveBatcher
 from loopstack.serving.errors import BadRequest, ModelNotReady, ModelNotServed, VersionNotServed
 from loopstack.serving.eventsink import EventSink
 from loopstack.serving.explain import Explainers, explain_requested
@@ -141,6 +145,7 @@ class ServingRuntime:
         accept_request_time: bool = False,
         explainers: Explainers | None = None,
         sensitive: SensitiveFields | None = None,
+        max_batch_rows: int = 256,
     ) -> None:
         self.sink = sink
         self.sensitive = sensitive or SensitiveFields(None)
@@ -155,6 +160,7 @@ class ServingRuntime:
         self._shadow_lock = threading.Lock()
         self._shadow_max = shadow_queue
         self.on_model_added: Callable[[str], None] | None = None
+        self._batcher = AdaptiveBatcher(self._predict, max_batch_rows, metrics.observe_batch)
 
     # --- state, changed by the traffic watcher -------------------------------------------
     def models(self) -> list[str]:
@@ -234,7 +240,9 @@ class ServingRuntime:
                 rows = await asyncio.to_thread(self._fetch, prepared.lookup, prepared.keys)
             if explain:  # off the event loop: other requests keep being answered meanwhile
                 return await asyncio.to_thread(self._finish, req, prepared, rows, started, at, True)
-            return self._finish(req, prepared, rows, started, at)
+            columns, checked = self._inputs(req, prepared, rows)
+            scores = await self._batcher.score(prepared.route.version, checked, req.rows)
+            return self._answer(req, prepared, rows, columns, checked, scores, started, at)
         except Exception as exc:
             self.record_failure(req, exc, started, at, prepared.route if prepared else None)
             raise
@@ -325,6 +333,17 @@ class ServingRuntime:
         explain: bool = False,
     ) -> ScoreResult:
         version = prepared.route.version
+        columns, checked = self._inputs(req, prepared, rows)
+        frame = version.schema.build(checked)
+        scores = self._predict(version, frame)
+        explained = frame if explain else None
+        return self._answer(req, prepared, rows, columns, checked, scores, started, at, explained)
+
+    def _inputs(
+        self, req: ScoreRequest, prepared: _Prepared, rows: FeatureRows | None
+    ) -> tuple[Columns, Columns]:
+        """The request's columns with fetched features, and them checked by the signature."""
+        version = prepared.route.version
         columns = req.columns
         if rows is not None:
             columns = dict(columns)
@@ -332,21 +351,39 @@ class ServingRuntime:
                 columns[name] = [row[name] for row in rows.values]
         for name, datatype in req.datatypes.items():
             version.schema.check_datatype(name, datatype)
-        frame = version.schema.frame(columns, req.rows)
+        return columns, version.schema.check(columns, req.rows)
+
+    @staticmethod
+    def _predict(version: LoadedVersion, frame: pd.DataFrame) -> Scores:
         try:
-            scores = version.score(frame)
+            return version.score(frame)
         except Exception as exc:
             log.exception("%s v%s failed to score", version.model, version.version)
             raise ScoringFailed(
                 f"model {version.model!r} v{version.version} failed: {type(exc).__name__}: {exc}"
             ) from exc
+
+    def _answer(
+        self,
+        req: ScoreRequest,
+        prepared: _Prepared,
+        rows: FeatureRows | None,
+        columns: Columns,
+        checked: Columns,
+        scores: Scores,
+        started: float,
+        at: float,
+        explained: pd.DataFrame | None = None,
+    ) -> ScoreResult:
+        """The answer, its metrics and events; `explained`: the frame to explain, if asked."""
+        version = prepared.route.version
         # The latency recorded is the prediction's: the loop compares versions on it, and an
         # explanation's cost would count against whichever version happened to be asked.
         seconds = time.perf_counter() - started
         explanations = None
         sensitive = self.sensitive.of(req.model)
-        if explain:
-            explanations = self.explainers.explain(version, frame, scores, sensitive)
+        if explained is not None:
+            explanations = self.explainers.explain(version, explained, scores, sensitive)
         base = str(uuid.uuid4())
         ids = _ids(base, req.rows)
         route = prepared.route.route
@@ -358,7 +395,7 @@ class ServingRuntime:
             if flagged:
                 self.metrics.needs_review.labels(req.model, version.version, route).inc(flagged)
         context = EventContext(req, prepared.lookup, prepared.keys, rows, at, sensitive)
-        inputs = context.input_rows(frame, version)
+        inputs = context.input_rows(checked)
         self._emit_ok(
             context, version, route, ids, inputs, scores, seconds, None, explanations, review
         )
@@ -503,5 +540,6 @@ class ServingRuntime:
         self._emit_ok(context, shadow, "shadow", ids, inputs, scores, seconds, paired)
 
     def close(self) -> None:
-        """Stop the shadow thread (waiting for what it is scoring)."""
+        """Stop the model and shadow threads (waiting for what they are scoring)."""
+        self._batcher.close()
         self._shadow.shutdown(wait=True, cancel_futures=True)

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from loopstack.serving.errors import BadRequest
@@ -80,7 +81,7 @@ def _check_value(column: Column, row: int, value: Any) -> Any:
             raise BadRequest(
                 f"field {column.name!r} expects an integer ({column.datatype}); row {row} has {value!r}"
             )
-        return value
+        return float(value)
     if kind == "bool":
         if not isinstance(value, bool):
             raise BadRequest(f"field {column.name!r} expects true/false; row {row} has {value!r}")
@@ -138,8 +139,9 @@ class ModelSchema:
                 f"input {name!r} has datatype {datatype}; the model expects {column.datatype}"
             )
 
-    def frame(self, columns: Mapping[str, Sequence[Any]], rows: int) -> pd.DataFrame:
-        """Validate complete columns (no missing, no extra, one value per row) into a frame."""
+    def check(self, columns: Mapping[str, Sequence[Any]], rows: int) -> Columns:
+        """Validate complete columns (no missing, no extra, one value per row), in signature
+        order, each value as the model reads it (numbers as floats: the frame's dtypes)."""
         missing = [c.name for c in self.columns if c.name not in columns]
         extra = sorted(name for name in columns if name not in self.by_name)
         if missing or extra:
@@ -151,13 +153,22 @@ class ModelSchema:
             raise BadRequest(
                 "; ".join(reasons) + f" (the model reads {', '.join(c.name for c in self.columns)})"
             )
-        data: dict[str, Any] = {}
+        checked: Columns = {}
         for column in self.columns:
             values = columns[column.name]
             if len(values) != rows:
                 raise BadRequest(
                     f"field {column.name!r} has {len(values)} value(s) for {rows} row(s)"
                 )
-            checked = [_check_value(column, i, v) for i, v in enumerate(values)]
-            data[column.name] = pd.Series(checked, dtype=column.dtype)
-        return pd.DataFrame(data)
+            checked[column.name] = [_check_value(column, i, v) for i, v in enumerate(values)]
+        return checked
+
+    def build(self, checked: Columns) -> pd.DataFrame:
+        """The model's input frame of checked columns (of one request or a batch of them)."""
+        return pd.DataFrame(
+            {c.name: np.asarray(checked[c.name], dtype=c.dtype) for c in self.columns}, copy=False
+        )
+
+    def frame(self, columns: Mapping[str, Sequence[Any]], rows: int) -> pd.DataFrame:
+        """Validate complete columns into the model's input frame (`check`, then `build`)."""
+        return self.build(self.check(columns, rows))

@@ -101,6 +101,7 @@ def build_parts(settings: Settings, outbox_name: str = "serving") -> ServerParts
         accept_request_time=settings.serving.accept_request_time,
         explainers=explainers,
         sensitive=sensitive,
+        max_batch_rows=settings.serving.max_batch_rows,
     )
     store = TrafficStore(settings.state_path / "serving" / "traffic.db")
     watcher = SplitWatcher(
