@@ -5,7 +5,8 @@ the loop see 2011, not today. While a retraining runs the clock stops (training 
 simulated time). For a model with a feature feed (the hourly demand lags) the app sends the
 hour's lags itself, as its own counts feed knows them (each built from counts up to H-1h, as in
 training); other models' features come from the online store by entity key. Requests of one
-block of hours go out together; each hour's outcome is sent by prediction id a day later.
+block of hours go out together; each hour's outcome is sent by prediction id a day later, and
+the clock waits until the feedback consumer has joined them.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import httpx
 import pandas as pd
 
 from loopstack.client import LoopstackClient
-from loopstack.core.errors import LoopstackError, Unavailable
+from loopstack.core.errors import LoopstackError, NotFound, Unavailable
 from loopstack.core.modelspec import ModelSpec
 
 __all__ = ["FEATURE_FEEDS", "Progress", "Replay", "feature_feed", "labelled_history"]
@@ -33,6 +34,8 @@ BLOCK_HOURS = 6
 CONCURRENCY = 4
 TRAINING_WAIT_S = 900
 """A retraining takes under a minute here; one running past this is stuck."""
+FEEDBACK_WAIT_S = 120
+"""The feedback consumer joins a day's outcomes in about a second here; one slower is stuck."""
 FEATURE_FEEDS = {"bike-demand": "bike_demand_lags.parquet"}
 """Models whose app knows time-dependent features itself (file of values by event time)."""
 
@@ -152,6 +155,28 @@ class Replay:
         self._due = [o for o in self._due if id(o) not in sent]
         self.client.post("/v1/feedback", due)
         self.progress.outcomes += len(due)
+        self._wait_for_feedback(due[-1]["prediction_id"])
+
+    def _wait_for_feedback(self, prediction_id: str) -> None:
+        """Hold the clock until the feedback consumer has joined the outcomes just sent.
+
+        Outcomes of a model are consumed in order, so the last one joined means all were; the
+        loop's quality signals then follow the simulated time whatever the machine's speed (a
+        replay that ran ahead would let a retraining start days late, on stale data).
+        """
+        started = time.monotonic()
+        while True:
+            try:
+                if self.client.get(f"/v1/predictions/{prediction_id}").get("outcome"):
+                    return
+            except NotFound:
+                pass  # the prediction itself is not consumed yet
+            if time.monotonic() - started > FEEDBACK_WAIT_S:
+                raise Unavailable(
+                    f"the feedback consumer has not joined outcome {prediction_id} after "
+                    f"{FEEDBACK_WAIT_S} s: see logs/feedback.log in the demo's state directory"
+                )
+            time.sleep(0.05)
 
     def _state(self) -> dict[str, Any]:
         history = self.client.get(f"/v1/models/{self.spec.name}/history", limit=1)

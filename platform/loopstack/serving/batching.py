@@ -56,7 +56,7 @@ class AdaptiveBatcher:
         self._max_rows = max_rows
         self._observe = observe
         self._model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
-        # Keyed by id: a version is alive while its queue is (the drain task holds it).
+        # Keyed by id: a queue lives only while its drain task (which holds the version) runs.
         self._queues: dict[int, _Queue] = {}
 
     async def score(self, version: LoadedVersion, checked: Columns, rows: int) -> Scores:
@@ -66,9 +66,8 @@ class AdaptiveBatcher:
         queue = self._queues.get(id(version))
         if queue is None:
             queue = self._queues[id(version)] = _Queue()
-        queue.pending.append((checked, rows, future))
-        if queue.task is None:
             queue.task = loop.create_task(self._drain(version, queue))
+        queue.pending.append((checked, rows, future))
         return await future
 
     async def _drain(self, version: LoadedVersion, queue: _Queue) -> None:
@@ -93,10 +92,9 @@ class AdaptiveBatcher:
                     else:
                         future.set_result(outcome)
         finally:
-            queue.task = None
+            del self._queues[id(version)]  # the version may be unloaded: hold nothing of it
             for _, _, future in pending:  # left only if the drain itself was cancelled
                 future.cancel()
-            pending.clear()
 
     def _run(
         self, version: LoadedVersion, work: list[tuple[Columns, int]], rows: int
