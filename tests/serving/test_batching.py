@@ -25,7 +25,7 @@ from .conftest import BIKE, Served, bike_full_row
 from .test_protocols import _v2_inputs
 
 
-class _Recorded(LogisticRegression):
+class _RejectsNegativeBalance(LogisticRegression):
     """A fitted logistic regression that rejects negative balances (a model-side failure)."""
 
     def predict_proba(self, x: Any) -> Any:
@@ -37,7 +37,7 @@ class _Recorded(LogisticRegression):
 def _version() -> LoadedVersion:
     rng = np.random.default_rng(0)
     x = pd.DataFrame({"balance": rng.normal(1000, 400, 300), "income": rng.normal(4e4, 1e4, 300)})
-    estimator = _Recorded().fit(x, (x["balance"] > 1100).astype(int))
+    estimator = _RejectsNegativeBalance().fit(x, (x["balance"] > 1100).astype(int))
     schema = ModelSchema.from_signature(
         Schema([ColSpec("double", "balance"), ColSpec("double", "income")]), "credit"
     )

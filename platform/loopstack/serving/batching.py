@@ -39,6 +39,7 @@ class _Queue:
 
     pending: list[_Pending] = field(default_factory=list)
     task: asyncio.Task[None] | None = None
+    """Held here: the event loop keeps only a weak reference to a running task."""
 
 
 class AdaptiveBatcher:
@@ -100,7 +101,7 @@ class AdaptiveBatcher:
         self, version: LoadedVersion, work: list[tuple[Columns, int]], rows: int
     ) -> list[_Outcome]:
         """On the model thread: one call for the batch, or one per request if that fails."""
-        if len(work) > 1 and self._max_rows > 1:
+        if len(work) > 1:
             self._observed(version, rows)
             merged = {
                 name: [v for checked, _ in work for v in checked[name]] for name in work[0][0]
