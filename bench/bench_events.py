@@ -7,9 +7,9 @@ Run from the project root::
 For each log (SQLite file; Kafka protocol on a Tansu broker this script starts on a free loopback
 port) it times N prediction.v1 events end to end: `Publisher.publish` in batches (schema
 validation, CloudEvents JSON, durable outbox) -> sender thread -> log -> `ConsumerRunner` in a
-second process (decode, validate, then in one SQLite store transaction per batch: claim the
-batch's event ids with one `INSERT ... ON CONFLICT DO NOTHING RETURNING`, apply the new ones with
-one executemany; then commit offsets). The in-run baselines move the same bytes with no
+second process (in one SQLite store transaction per batch, 100 records at a time: decode,
+validate, claim the events' (time, id) keys with one `INSERT ... ON CONFLICT DO NOTHING
+RETURNING`, apply the new ones with one executemany; then commit offsets). The in-run baselines move the same bytes with no
 Loopstack code, and do less than any publisher + consumer pair must:
 
 - raw SQLite: one process inserts the bytes in batches, then reads them back. No second process

@@ -220,7 +220,7 @@ def test_bad_events_go_to_the_dlq_with_their_reason_and_can_be_redriven(
     finally:
         runner.close()
     assert applied().count(broken.id) == 1 and len(applied()) == 3
-    assert store.is_processed("dlq-test", broken.id)
+    assert store.is_processed("dlq-test", broken)
 
 
 def test_an_old_consumer_applies_events_with_a_new_optional_field(
@@ -347,4 +347,4 @@ def test_a_failing_batch_handler_falls_back_to_one_event_at_a_time(
     with store.engine.connect() as conn:
         seen = [r[0] for r in conn.execute(text("SELECT event_id FROM seen"))]
     assert sorted(seen) == sorted(e.id for e in events if e.id != bad)
-    assert store.is_processed("batch", events[4].id) and not store.is_processed("batch", bad)
+    assert store.is_processed("batch", events[4]) and not store.is_processed("batch", events[2])

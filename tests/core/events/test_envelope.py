@@ -74,6 +74,7 @@ def test_json_and_cloudevent_converters_are_symmetric_and_sdk_compatible() -> No
         (b'{"specversion": "1.0", "id": "x", "type": "t"}', "source"),
         (b'{"specversion": "0.3", "id": "x", "type": "t", "source": "s", "data": {}}', "1.0"),
         (b'{"specversion": "1.0", "id": "x", "type": "t", "source": "s", "data": 3}', "data"),
+        (b'{"specversion": "1.0", "id": "x", "type": "t", "source": "s", "data": {}}', "'time'"),
     ],
 )
 def test_malformed_bytes_are_rejected_with_the_reason(raw: bytes, match: str) -> None:

@@ -153,3 +153,37 @@ def test_a_full_outbox_is_a_counted_error_and_an_outbox_has_one_owner(
     finally:
         publisher.close()
         log.close()
+
+
+def test_a_restart_sends_only_what_the_log_had_not_accepted(
+    settings_for, topic: str, tmp_path: Path
+) -> None:
+    """The watermark decides: rows up to it were in the log, the rest are sent on restart."""
+    from loopstack.core.events import open_event_log
+
+    log = open_event_log(settings_for())
+    path = tmp_path / "outbox" / "restart.db"
+    publisher = Publisher(log, path)
+    try:
+        publisher.publish(topic, [outcome(v) for v in range(3)])
+        assert publisher.flush(20) == 0
+    finally:
+        publisher.close()
+    with sqlite3.connect(path) as db:
+        # Caught up: the table was emptied rather than deleted row by row.
+        assert db.execute("SELECT count(*) FROM outbox").fetchone() == (0,)
+        # What a crash leaves when the sender had marked ids up to 5 of 4..7 as sent.
+        db.executemany(
+            "INSERT INTO outbox (id, topic, key, value) VALUES (?, ?, 'k', ?)",
+            [(4 + v, topic, outcome(3 + v).to_json()) for v in range(4)],
+        )
+        db.execute("UPDATE outbox_sent SET id = 5")
+    publisher = Publisher(log, path)
+    try:
+        assert publisher.flush(20) == 0
+    finally:
+        publisher.close()
+    try:
+        assert sorted(v for vs in read_values(log, topic).values() for v in vs) == [0, 1, 2, 5, 6]
+    finally:
+        log.close()

@@ -1,11 +1,14 @@
-"""Consumer store: the batched processed-id claim that makes redelivery a no-op."""
+"""Consumer store: the batched claim of applied events that makes redelivery a no-op."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
+import sqlalchemy
 from loopstack.core.events import (
     BatchResult,
     ConsumerRunner,
@@ -15,9 +18,12 @@ from loopstack.core.events import (
     OutMessage,
 )
 from loopstack.core.events import store as store_module
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from tests.core.events.helpers import outcome
+
+_PLUS_2 = timezone(timedelta(hours=2))
 
 
 @pytest.fixture(params=["driver", "core"])
@@ -28,34 +34,86 @@ def statement_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPat
     return str(request.param)
 
 
-def test_claim_takes_each_new_id_once_within_and_across_batches(
+def test_claim_takes_each_new_event_once_within_and_across_batches(
     store: ConsumerStore, statement_path: str
 ) -> None:
+    a, b, c, d = (outcome(i) for i in range(4))
     with store.engine.begin() as conn:
-        assert store.claim(conn, "g", ["a", "b", "a"]) == {"a", "b"}
+        assert store.claim(conn, "g", [a, b, a]) == {a.id, b.id}
     with store.engine.begin() as conn:
-        assert store.claim(conn, "g", ["b", "c", "c"]) == {"c"}
-        assert store.claim(conn, "other", ["a"]) == {"a"}  # groups are independent
-    assert all(store.is_processed("g", i) for i in "abc")
+        assert store.claim(conn, "g", [b, c, c]) == {c.id}
+        assert store.claim(conn, "other", [a]) == {a.id}  # groups are independent
+    assert all(store.is_processed("g", e) for e in (a, b, c))
     with store.engine.connect() as conn:
-        assert store.processed(conn, "g", ["a", "b", "c", "d"]) == {"a", "b", "c"}
+        assert store.processed(conn, "g", [a, b, c, d]) == {a.id, b.id, c.id}
 
 
-def test_a_rolled_back_claim_leaves_the_ids_unclaimed(store: ConsumerStore) -> None:
+def test_a_copy_of_an_event_read_back_from_the_log_is_the_same_event(store: ConsumerStore) -> None:
+    event = outcome(1).with_changes(time=datetime(2026, 11, 1, 14, 0, 0, 123456, tzinfo=_PLUS_2))
+    with store.engine.begin() as conn:
+        assert store.claim(conn, "g", [event]) == {event.id}
+    with store.engine.begin() as conn:
+        assert store.claim(conn, "g", [Event.from_json(event.to_json())]) == set()
+
+
+def test_a_rolled_back_claim_leaves_the_event_unclaimed(store: ConsumerStore) -> None:
+    x = outcome(1)
     with pytest.raises(RuntimeError), store.engine.begin() as conn:
-        assert store.claim(conn, "g", ["x"]) == {"x"}
+        assert store.claim(conn, "g", [x]) == {x.id}
         raise RuntimeError("handler failed")
-    assert not store.is_processed("g", "x")
+    assert not store.is_processed("g", x)
     with store.engine.begin() as conn:
-        assert store.claim(conn, "g", ["x"]) == {"x"}
+        assert store.claim(conn, "g", [x]) == {x.id}
 
 
-def test_claim_handles_more_ids_than_one_statement_takes(store: ConsumerStore) -> None:
-    ids = [f"id-{i}" for i in range(1_234)]
+def test_claim_handles_more_events_than_one_statement_takes(store: ConsumerStore) -> None:
+    events = [outcome(i) for i in range(1_234)]
+    ids = [e.id for e in events]
     with store.engine.begin() as conn:
-        assert store.claim(conn, "g", ids[:600]) == set(ids[:600])
+        assert store.claim(conn, "g", events[:600]) == set(ids[:600])
     with store.engine.begin() as conn:
-        assert store.claim(conn, "g", ids + ids[:10]) == set(ids[600:])
+        assert store.claim(conn, "g", events + events[:10]) == set(ids[600:])
+
+
+def test_unclaim_and_forget_group_let_events_apply_again(store: ConsumerStore) -> None:
+    a, b = outcome(1), outcome(2)
+    with store.engine.begin() as conn:
+        store.claim(conn, "g", [a, b])
+        store.claim(conn, "h", [a])
+    with store.engine.begin() as conn:
+        store.unclaim(conn, "g", [a])
+    assert not store.is_processed("g", a) and store.is_processed("g", b)
+    with store.engine.begin() as conn:
+        store.forget_group(conn, "g")
+    assert not store.is_processed("g", b) and store.is_processed("h", a)
+
+
+def test_events_applied_before_the_store_keyed_them_by_time_stay_applied(tmp_path: Path) -> None:
+    """A store written by an earlier release: its (group, id) marks are still honoured."""
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    old, new = outcome(1), outcome(2)
+    with sqlalchemy.create_engine(url).begin() as conn:
+        conn.execute(
+            text(
+                "CREATE TABLE loopstack_processed_events (consumer_group VARCHAR(255), "
+                "event_id VARCHAR(64), processed_at DATETIME NOT NULL, "
+                "PRIMARY KEY (consumer_group, event_id))"
+            )
+        )
+        conn.execute(
+            text("INSERT INTO loopstack_processed_events VALUES ('g', :i, :at)"),
+            {"i": old.id, "at": datetime.now(UTC).replace(tzinfo=None)},
+        )
+    store = ConsumerStore(url)
+    try:
+        assert store.is_processed("g", old)
+        with store.engine.begin() as conn:
+            assert store.claim(conn, "g", [old, new]) == {new.id}
+        assert store.prune(timedelta(seconds=0)) == 3  # both tables are pruned
+        with store.engine.begin() as conn:
+            assert store.claim(conn, "g", [old]) == {old.id}
+    finally:
+        store.close()
 
 
 def test_copies_of_an_event_in_one_batch_and_a_later_one_are_applied_once(
@@ -93,3 +151,25 @@ def run_until(runner: ConsumerRunner, records: int, timeout: float = 20.0) -> Ba
         total.applied += result.applied
         total.duplicates += result.duplicates
     return total
+
+
+def test_a_runner_forgets_marks_older_than_its_retention(
+    event_log: EventLog, store: ConsumerStore, topic: str
+) -> None:
+    old = outcome(1)
+    with store.engine.begin() as conn:
+        store.claim(conn, "aging", [old])
+    event_log.append([OutMessage(topic, "k", outcome(2).to_json())])
+    runner = ConsumerRunner(
+        event_log,
+        store,
+        group="aging",
+        topics=[topic],
+        batch_handler=lambda _events, _conn: None,
+        processed_retention=timedelta(0),
+    )
+    try:
+        run_until(runner, 1)
+    finally:
+        runner.close()
+    assert not store.is_processed("aging", old)  # pruned when the runner started

@@ -36,6 +36,10 @@ def _format_time(value: datetime) -> str:
 def _parse_time(value: Any) -> datetime:
     if isinstance(value, datetime):
         return value
+    if value is None:
+        # Optional in CloudEvents, required here: consumers key what they applied by time and
+        # id, and a time made up on receipt would differ between copies of one event.
+        raise MalformedEvent("missing attribute 'time' (a Loopstack event says when it happened)")
     if not isinstance(value, str):
         raise MalformedEvent(f"attribute 'time' must be an RFC 3339 string, got {value!r}")
     try:
@@ -191,7 +195,7 @@ class Event:
             source,
             data,
             id_,
-            _parse_time(time) if time is not None else _now(),
+            _parse_time(time),
             subject,
             dataschema,
             correlationid,

@@ -1,16 +1,23 @@
 """The consumer's own store (SQLAlchemy: SQLite embedded, PostgreSQL at scale, same code).
 
-It remembers which event ids a consumer group applied, in the same transaction as the
-handler's state change, which is what makes a redelivered event a no-op.
+It remembers which events a consumer group applied, in the same transaction as the handler's
+state change, which is what makes a redelivered event a no-op.
+
+An event is keyed by its time and id. Every copy of an event (a redelivery, an outbox resend,
+a replay) carries the same `time`, so the key is as unique as the id; and because events reach
+a consumer roughly in time order, new keys land at the end of the index instead of at random
+places in it (a random UUID key rewrote about one index page per event, which cost more than
+all the rest of applying it).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Column,
     DateTime,
     Engine,
@@ -19,29 +26,49 @@ from sqlalchemy import (
     Table,
     create_engine,
     delete,
-    event,
+    inspect,
     select,
+    tuple_,
 )
+from sqlalchemy import event as sa_event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.pool import ConnectionPoolEntry
 
-__all__ = ["ConsumerStore", "processed_events"]
+from loopstack.core.events.envelope import Event
+
+__all__ = ["ConsumerStore", "EventKey", "event_key", "processed_events"]
 
 metadata = MetaData()
 
 processed_events = Table(
-    "loopstack_processed_events",
+    "loopstack_applied_events",
     metadata,
     Column("consumer_group", String(255), primary_key=True),
+    Column("event_time_us", BigInteger, primary_key=True, autoincrement=False),
     Column("event_id", String(64), primary_key=True),
     Column("processed_at", DateTime(timezone=True), nullable=False, index=True),
 )
-"""One row per (group, event id) applied."""
+"""One row per (group, event) applied; events are keyed by (time in µs since the epoch, id)."""
 
-# Ids are random (UUIDv4), so each batch dirties pages all over the id index; a larger WAL
-# before auto-checkpoint writes each such page back once per checkpoint instead of once per
-# two or three batches (commits are as durable as before: WAL, synchronous=NORMAL).
+_LEGACY_TABLE = "loopstack_processed_events"
+"""Before events were keyed by time: (group, id) rows, still honoured until pruned."""
+
+EventKey = tuple[int, str]
+"""(event time in microseconds since the epoch, event id)."""
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def event_key(event: Event) -> EventKey:
+    """The store's key of an event: exact, so every copy of it has the same key."""
+    return (event.time - _EPOCH) // _MICROSECOND, event.id
+
+
+# More WAL before an auto-checkpoint: each page a batch dirties is written back once per
+# checkpoint instead of once per few batches (commits are as durable as before: WAL,
+# synchronous=NORMAL).
 _SQLITE_WAL_AUTOCHECKPOINT_PAGES = 10_000
 _SQLITE_CACHE_KIB = 65_536
 
@@ -68,7 +95,7 @@ def _dialect_insert(conn: Connection) -> Callable[[Table], Any]:
 def _sqlite_engine(url: str, busy_timeout_ms: int) -> Engine:
     engine = create_engine(url, connect_args={"timeout": busy_timeout_ms / 1000})
 
-    @event.listens_for(engine, "connect")
+    @sa_event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: ConnectionPoolEntry) -> None:
         # Let SQLAlchemy, not pysqlite, emit BEGIN, so transactions are real and savepoints work.
         dbapi_conn.isolation_level = None
@@ -78,7 +105,7 @@ def _sqlite_engine(url: str, busy_timeout_ms: int) -> Engine:
         dbapi_conn.execute(f"PRAGMA wal_autocheckpoint={_SQLITE_WAL_AUTOCHECKPOINT_PAGES}")
         dbapi_conn.execute(f"PRAGMA cache_size=-{_SQLITE_CACHE_KIB}")
 
-    @event.listens_for(engine, "begin")
+    @sa_event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
         # IMMEDIATE: take the write lock up front, so two processes never deadlock on upgrade.
         conn.exec_driver_sql("BEGIN IMMEDIATE")
@@ -87,7 +114,7 @@ def _sqlite_engine(url: str, busy_timeout_ms: int) -> Engine:
 
 
 class ConsumerStore:
-    """A SQLAlchemy database holding handler state and the processed-event ids."""
+    """A SQLAlchemy database holding handler state and the applied events' keys."""
 
     def __init__(self, url: str, *, busy_timeout_ms: int = 30_000) -> None:
         if url.startswith("sqlite"):
@@ -95,44 +122,42 @@ class ConsumerStore:
         else:
             self.engine = create_engine(url, pool_pre_ping=True)
         metadata.create_all(self.engine)
+        self._legacy = (
+            Table(_LEGACY_TABLE, MetaData(), autoload_with=self.engine)
+            if inspect(self.engine).has_table(_LEGACY_TABLE)
+            else None
+        )
 
     @property
     def dialect(self) -> str:
         """`sqlite` or `postgresql`."""
         return self.engine.dialect.name
 
-    def processed(self, conn: Connection, group: str, event_ids: Sequence[str]) -> set[str]:
-        """Which of `event_ids` the group applied already (one query per 500 ids)."""
-        mark = _placeholder(conn)
+    def processed(self, conn: Connection, group: str, events: Sequence[Event]) -> set[str]:
+        """The ids of those `events` the group applied already."""
+        keys = sorted({event_key(e) for e in events})
+        c = processed_events.c
         found: set[str] = set()
-        for start in range(0, len(event_ids), _IN_CHUNK):
-            chunk = list(event_ids[start : start + _IN_CHUNK])
-            if mark is None:
-                rows = conn.execute(
-                    select(processed_events.c.event_id).where(
-                        processed_events.c.consumer_group == group,
-                        processed_events.c.event_id.in_(chunk),
-                    )
+        for start in range(0, len(keys), _IN_CHUNK):
+            chunk = keys[start : start + _IN_CHUNK]
+            rows = conn.execute(
+                select(c.event_id).where(
+                    c.consumer_group == group, tuple_(c.event_time_us, c.event_id).in_(chunk)
                 )
-            else:
-                rows = conn.exec_driver_sql(
-                    f"SELECT event_id FROM {processed_events.name} WHERE consumer_group = {mark} "
-                    f"AND event_id IN ({', '.join([mark] * len(chunk))})",
-                    (group, *chunk),
-                )
+            )
             found.update(r[0] for r in rows)
-        return found
+        return found | self._legacy_applied(conn, group, [i for _, i in keys])
 
-    def claim(self, conn: Connection, group: str, event_ids: Sequence[str]) -> set[str]:
-        """Record as applied those of `event_ids` the group had not applied; return them.
+    def claim(self, conn: Connection, group: str, events: Sequence[Event]) -> set[str]:
+        """Record as applied those of `events` the group had not applied; return their ids.
 
-        One `INSERT ... ON CONFLICT DO NOTHING RETURNING` per 500 ids does the dedupe check and
-        the processed mark at once (in the caller's transaction, so a rollback un-claims them).
-        An id given twice is claimed once. On PostgreSQL a concurrent transaction claiming the
-        same id makes this one wait for it and then see the id as taken; the ids go in sorted,
+        One `INSERT ... ON CONFLICT DO NOTHING RETURNING` per 500 events does the dedupe check
+        and the mark at once (in the caller's transaction, so a rollback un-claims them). Copies
+        of one event are claimed once. On PostgreSQL a concurrent transaction claiming the same
+        event makes this one wait for it and then see the event as taken; the keys go in sorted,
         so two members claiming overlapping batches take the row locks in one order.
         """
-        unique = sorted(set(event_ids))
+        keys = sorted({event_key(e) for e in events})
         now = datetime.now(UTC)
         mark = _placeholder(conn)
         if mark is not None:
@@ -143,47 +168,102 @@ class ConsumerStore:
             process = column.type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
             stamp = process(now) if process is not None else now
         claimed: set[str] = set()
-        for start in range(0, len(unique), _IN_CHUNK):
-            chunk = unique[start : start + _IN_CHUNK]
+        for start in range(0, len(keys), _IN_CHUNK):
+            chunk = keys[start : start + _IN_CHUNK]
             if mark is None:
                 insert = _dialect_insert(conn)(processed_events)
-                rows = conn.execute(
+                result = conn.execute(
                     insert.values(
                         [
-                            {"consumer_group": group, "event_id": i, "processed_at": now}
-                            for i in chunk
+                            {
+                                "consumer_group": group,
+                                "event_time_us": t,
+                                "event_id": i,
+                                "processed_at": now,
+                            }
+                            for t, i in chunk
                         ]
                     )
                     .on_conflict_do_nothing()
                     .returning(processed_events.c.event_id)
                 )
+                claimed.update(r[0] for r in result)
             else:
                 params: list[Any] = []
-                for i in chunk:
-                    params += (group, i, stamp)
-                row = f"({mark}, {mark}, {mark})"
-                rows = conn.exec_driver_sql(
-                    f"INSERT INTO {processed_events.name} (consumer_group, event_id, "
-                    f"processed_at) VALUES {', '.join([row] * len(chunk))} "
-                    "ON CONFLICT (consumer_group, event_id) DO NOTHING RETURNING event_id",
-                    tuple(params),
-                )
-            claimed.update(r[0] for r in rows)
-        return claimed
+                for t, i in chunk:
+                    params += (group, t, i, stamp)
+                row = f"({mark}, {mark}, {mark}, {mark})"
+                # The DB-API cursor of the same connection (so the same transaction): SQLAlchemy's
+                # result machinery costs more per batch than this statement's own work.
+                cursor = conn.connection.cursor()
+                try:
+                    cursor.execute(
+                        f"INSERT INTO {processed_events.name} (consumer_group, event_time_us, "
+                        f"event_id, processed_at) VALUES {', '.join([row] * len(chunk))} "
+                        "ON CONFLICT (consumer_group, event_time_us, event_id) DO NOTHING "
+                        "RETURNING event_id",
+                        tuple(params),
+                    )
+                    claimed.update(r[0] for r in cursor.fetchall())
+                finally:
+                    cursor.close()
+        return claimed - self._legacy_applied(conn, group, sorted(claimed))
 
-    def is_processed(self, group: str, event_id: str) -> bool:
-        """Whether the group applied this event id."""
+    def _legacy_applied(self, conn: Connection, group: str, ids: Sequence[str]) -> set[str]:
+        """Which `ids` the group applied before events were keyed by time."""
+        if self._legacy is None or not ids:
+            return set()
+        c = self._legacy.c
+        found: set[str] = set()
+        for start in range(0, len(ids), _IN_CHUNK):
+            rows = conn.execute(
+                select(c.event_id).where(
+                    c.consumer_group == group, c.event_id.in_(ids[start : start + _IN_CHUNK])
+                )
+            )
+            found.update(r[0] for r in rows)
+        return found
+
+    def unclaim(self, conn: Connection, group: str, events: Iterable[Event]) -> None:
+        """Forget that the group applied `events` (so a later copy of them is applied again)."""
+        keys = sorted({event_key(e) for e in events})
+        c = processed_events.c
+        for start in range(0, len(keys), _IN_CHUNK):
+            chunk = keys[start : start + _IN_CHUNK]
+            conn.execute(
+                delete(processed_events).where(
+                    c.consumer_group == group, tuple_(c.event_time_us, c.event_id).in_(chunk)
+                )
+            )
+            if self._legacy is not None:
+                legacy = self._legacy.c
+                conn.execute(
+                    delete(self._legacy).where(
+                        legacy.consumer_group == group, legacy.event_id.in_([i for _, i in chunk])
+                    )
+                )
+
+    def forget_group(self, conn: Connection, group: str) -> None:
+        """Forget every event the group applied (before a rebuild of its state)."""
+        for table in (processed_events, self._legacy):
+            if table is not None:
+                conn.execute(delete(table).where(table.c.consumer_group == group))
+
+    def is_processed(self, group: str, event: Event) -> bool:
+        """Whether the group applied this event."""
         with self.engine.connect() as conn:
-            return bool(self.processed(conn, group, [event_id]))
+            return bool(self.processed(conn, group, [event]))
 
     def prune(self, older_than: timedelta) -> int:
-        """Forget processed ids older than `older_than` (keep it above retention + replays)."""
+        """Forget events applied more than `older_than` ago (keep it above retention + replays)."""
         cutoff = datetime.now(UTC) - older_than
+        deleted = 0
         with self.engine.begin() as conn:
-            result = conn.execute(
-                delete(processed_events).where(processed_events.c.processed_at < cutoff)
-            )
-        return int(result.rowcount or 0)
+            for table in (processed_events, self._legacy):
+                if table is not None:
+                    result = conn.execute(delete(table).where(table.c.processed_at < cutoff))
+                    deleted += int(result.rowcount or 0)
+        return deleted
 
     def close(self) -> None:
         """Dispose of the connection pool."""

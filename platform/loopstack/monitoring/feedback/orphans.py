@@ -17,10 +17,9 @@ from typing import cast
 
 from sqlalchemy import delete, select
 
-from loopstack.core.events import DeadLetter, EventLog, EventMetrics
+from loopstack.core.events import DeadLetter, Event, EventLog, EventMetrics
 from loopstack.core.events.deadletter import Reason
 from loopstack.core.events.schema import full_type
-from loopstack.core.events.store import processed_events
 from loopstack.core.events.topics import OUTCOMES
 from loopstack.monitoring.feedback.errors import OrphanOutcome
 from loopstack.monitoring.feedback.records import OutcomeRow, to_iso
@@ -93,11 +92,8 @@ def sweep_orphans(
         if orphans:
             letters = [_letter(r, group, now) for r in orphans]
             log_.append([letter.to_message() for letter in letters])
-            conn.execute(
-                delete(processed_events).where(
-                    processed_events.c.consumer_group == group,
-                    processed_events.c.event_id.in_([r["event_id"] for r in orphans]),
-                )
+            read_model.store.unclaim(
+                conn, group, [Event.from_json(bytes(r["payload"])) for r in orphans]
             )
             if metrics is not None:
                 metrics.dead_lettered.labels(OUTCOMES, group, ORPHAN).inc(len(orphans))

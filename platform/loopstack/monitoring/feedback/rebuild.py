@@ -58,7 +58,7 @@ def _apply(
 ) -> None:
     applied = 0
     with store.engine.begin() as conn:
-        fresh = store.claim(conn, group, [e.id for e in events])
+        fresh = store.claim(conn, group, events)
         for event in events:
             if event.id not in fresh:
                 result.duplicates += 1

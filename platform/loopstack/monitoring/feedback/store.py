@@ -10,7 +10,6 @@ from sqlalchemy import delete
 from sqlalchemy.exc import SQLAlchemyError
 
 from loopstack.core.events import ConsumerStore
-from loopstack.core.events.store import processed_events
 from loopstack.core.secrets import redact_url
 from loopstack.core.settings import Settings
 from loopstack.monitoring.feedback.errors import ReadModelUnavailable
@@ -48,7 +47,7 @@ class ReadModel:
         with self.engine.begin() as conn:
             for table in reversed(metadata.sorted_tables):
                 conn.execute(delete(table))
-            conn.execute(delete(processed_events).where(processed_events.c.consumer_group == group))
+            self.store.forget_group(conn, group)
 
     def close(self) -> None:
         """Dispose of the connection pool."""

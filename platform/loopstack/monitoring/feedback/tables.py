@@ -1,6 +1,6 @@
 """Tables of the feedback read model (SQLAlchemy Core: the same SQL on SQLite and PostgreSQL).
 
-They live in the consumer store's database, next to `loopstack_processed_events`, so a
+They live in the consumer store's database, next to `loopstack_applied_events`, so a
 handler's writes and the event's processed mark commit in one transaction. Times are naive UTC.
 
 Segment rows of `feedback_window_metrics.segment`: `""` is the whole window, `"season=1"` one

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from loopstack.core.events.errors import TopicNotFound
 
-__all__ = ["SCHEMA", "connect", "ensure_topic", "lookup_topic", "now_ms"]
+__all__ = ["SCHEMA", "connect", "ensure_topic", "insert_rows", "lookup_topic", "now_ms"]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS topics (
@@ -31,6 +33,27 @@ CREATE TABLE IF NOT EXISTS leases (
     grp TEXT NOT NULL, tid INTEGER NOT NULL, partition INTEGER NOT NULL, member TEXT NOT NULL,
     expires_ms INTEGER NOT NULL, PRIMARY KEY (grp, tid, partition)) WITHOUT ROWID;
 """
+
+
+_ROWS_PER_INSERT = 500
+
+
+def insert_rows(conn: sqlite3.Connection, into: str, rows: Sequence[tuple[Any, ...]]) -> None:
+    """`INSERT INTO <into> VALUES (...), (...), ...`: up to 500 rows per statement.
+
+    One statement runs as one `sqlite3_step`, and Python releases the GIL around each step; an
+    `executemany` steps once per row, so a thread inserting a batch would hand the GIL back and
+    forth with the process's other threads once per row.
+    """
+    if not rows:
+        return
+    row = "(" + ", ".join("?" * len(rows[0])) + ")"
+    for start in range(0, len(rows), _ROWS_PER_INSERT):
+        chunk = rows[start : start + _ROWS_PER_INSERT]
+        conn.execute(
+            f"INSERT INTO {into} VALUES {', '.join([row] * len(chunk))}",
+            [value for r in chunk for value in r],
+        )
 
 
 def now_ms() -> int:

@@ -18,7 +18,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from loopstack.core.events.errors import LogUnavailable
-from loopstack.core.events.log._sqlite_db import connect, ensure_topic, lookup_topic, now_ms
+from loopstack.core.events.log._sqlite_db import (
+    connect,
+    ensure_topic,
+    insert_rows,
+    lookup_topic,
+    now_ms,
+)
 from loopstack.core.events.log.base import (
     EventLog,
     OutMessage,
@@ -155,10 +161,7 @@ class SqliteEventLog(EventLog):
             rows.append((tid, partition, head[0], ts, m.key, m.value))
             head[0] += 1
             head[1] += len(m.value)
-        conn.executemany(
-            "INSERT INTO records (tid, partition, offset, ts, key, value) VALUES (?, ?, ?, ?, ?, ?)",
-            rows,
-        )
+        insert_rows(conn, "records (tid, partition, offset, ts, key, value)", rows)
         conn.executemany(
             "UPDATE heads SET next_offset = ?, bytes = ? WHERE tid = ? AND partition = ?",
             [(h[0], h[1], tid, p) for (tid, p), h in heads.items()],
