@@ -15,7 +15,6 @@ import contextlib
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from typing import Any
 import pandas as pd
 
 from loopstack.core.errors import LoopstackError
+from loopstack.core.ids import uuid4
 from loopstack.core.pii import SensitiveFields, scrub
 from loopstack.serving.batching import AdaptiveBatcher
 from loopstack.serving.errors import BadRequest, ModelNotReady, ModelNotServed, VersionNotServed
@@ -118,7 +118,7 @@ def correlation_from(headers: Mapping[str, str]) -> tuple[str, str | None]:
         return request_id[:128], traceparent
     if traceparent is not None:
         return traceparent.split("-")[1], traceparent
-    return str(uuid.uuid4()), None
+    return uuid4(), None
 
 
 def _pinned(served: ServedSplit, model: str, version: str) -> Route:
@@ -384,7 +384,7 @@ class ServingRuntime:
         sensitive = self.sensitive.of(req.model)
         if explained is not None:
             explanations = self.explainers.explain(version, explained, scores, sensitive)
-        base = str(uuid.uuid4())
+        base = uuid4()
         ids = _ids(base, req.rows)
         route = prepared.route.route
         self.metrics.observe(req.model, version.version, req.protocol, route, "200", seconds)
@@ -472,7 +472,7 @@ class ServingRuntime:
         self.metrics.observe(
             req.model or "unknown", version, req.protocol, route_name, str(status), seconds
         )
-        pid = str(uuid.uuid4())
+        pid = uuid4()
         sensitive = self.sensitive.of(req.model)
         context = EventContext(req, None, None, None, at, sensitive)
         data = context.data(pid, version, route_name, safe_inputs(req, sensitive), None, seconds)
@@ -524,7 +524,7 @@ class ServingRuntime:
         except Exception as exc:  # the shadow's failure is logged, never seen by the caller
             seconds = time.perf_counter() - started
             self.metrics.observe(req.model, shadow.version, req.protocol, "shadow", "500", seconds)
-            for i, pid in enumerate(_ids(str(uuid.uuid4()), req.rows)):
+            for i, pid in enumerate(_ids(uuid4(), req.rows)):
                 data = context.data(pid, shadow.version, "shadow", inputs[i], i, seconds)
                 data.update(status="error", error=f"{type(exc).__name__}: {exc}"[:4000])
                 data["paired_prediction_id"] = paired[i]
@@ -536,7 +536,7 @@ class ServingRuntime:
         seconds = time.perf_counter() - started
         self.metrics.observe(req.model, shadow.version, req.protocol, "shadow", "200", seconds)
         self._observe_values(shadow, "shadow", scores)
-        ids = _ids(str(uuid.uuid4()), req.rows)
+        ids = _ids(uuid4(), req.rows)
         self._emit_ok(context, shadow, "shadow", ids, inputs, scores, seconds, paired)
 
     def close(self) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -15,6 +14,7 @@ from loopstack.core.events import jsoncodec
 from loopstack.core.events._slots import builder
 from loopstack.core.events.errors import MalformedEvent
 from loopstack.core.events.schema import dataschema_uri, full_type, type_name, validate_data
+from loopstack.core.ids import uuid4
 
 __all__ = ["EXTENSIONS", "Event"]
 
@@ -78,7 +78,7 @@ class Event:
     type: str
     source: str
     data: dict[str, Any]
-    id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    id: str = field(default_factory=uuid4)
     time: datetime = field(default_factory=_now)
     subject: str | None = None
     dataschema: str | None = None
