@@ -65,6 +65,7 @@ _Applied = tuple[
 """(rejected records, (record, "applied" | "duplicate"), (record, event, attempts, error))."""
 _LAG_EVERY_S = 5.0
 _PRUNE_EVERY_S = 3600.0
+_PRUNE_RETRY_S = 60.0
 
 
 class _HandlerFailed(Exception):
@@ -181,8 +182,7 @@ class ConsumerRunner:
         if time.monotonic() >= self._next_lag:
             self._report_lag()
         if self.processed_retention is not None and time.monotonic() >= self._next_prune:
-            self._next_prune = time.monotonic() + _PRUNE_EVERY_S
-            self._store.prune(self.processed_retention)
+            self._prune(self.processed_retention)
         if not records:
             return BatchResult()
         try:
@@ -351,6 +351,19 @@ class ConsumerRunner:
         else:
             with batch_span(events, f"{self.group} process"):
                 self._apply_events(events, conn)
+
+    def _prune(self, retention: timedelta) -> None:
+        self._next_prune = time.monotonic() + _PRUNE_EVERY_S
+        try:
+            pruned = self._store.prune(retention)
+        except DBAPIError as exc:  # housekeeping: a busy store only delays it
+            log.warning("event group %s: pruning applied marks failed (%s)", self.group, exc)
+            self._next_prune = time.monotonic() + _PRUNE_RETRY_S
+        else:
+            if pruned:
+                log.info(
+                    "event group %s: forgot %d applied marks past retention", self.group, pruned
+                )
 
     def _report_lag(self) -> None:
         self._next_lag = time.monotonic() + _LAG_EVERY_S

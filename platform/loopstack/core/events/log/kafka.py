@@ -294,15 +294,19 @@ class KafkaSubscription(Subscription):
     """One member of a Kafka consumer group with manual commits."""
 
     def __init__(self, config: dict[str, Any], topics: Sequence[str]) -> None:
-        self._consumer = Consumer(config)
+        self._consumer = Consumer({**config, "on_commit": _on_commit})
         self._assigned: set[TopicPartition] = set()
+        # The last offsets given to `commit` or `seek`, committed for sure on revoke and close.
+        self._latest: dict[TopicPartition, int] = {}
         self._consumer.subscribe(list(topics), on_assign=self._on_assign, on_revoke=self._on_revoke)
 
     def _on_assign(self, _c: Consumer, partitions: list[KafkaTopicPartition]) -> None:
         self._assigned |= {(tp.topic, tp.partition) for tp in partitions}
 
     def _on_revoke(self, _c: Consumer, partitions: list[KafkaTopicPartition]) -> None:
-        self._assigned -= {(tp.topic, tp.partition) for tp in partitions}
+        revoked = {(tp.topic, tp.partition) for tp in partitions}
+        self._commit_now({tp: o for tp, o in self._latest.items() if tp in revoked})
+        self._assigned -= revoked
 
     def assignment(self) -> list[TopicPartition]:
         """The (topic, partition) pairs assigned to this member now."""
@@ -322,18 +326,27 @@ class KafkaSubscription(Subscription):
         return out
 
     def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
-        """Commit synchronously; a commit refused during a rebalance is logged, not raised.
+        """Commit without waiting for the broker; a revoke and `close` commit the last ones
+        synchronously.
 
-        The records are processed (and deduplicated by the consumer store), so the next owner
-        re-reading them is harmless.
+        The next batch is processed meanwhile instead of after a round trip. A commit that
+        fails (logged) only means records re-read later, which the consumer store finds
+        already applied.
         """
         if not offsets:
             return
+        self._latest.update(offsets)
         try:
-            self._consumer.commit(
-                offsets=[KafkaTopicPartition(t, p, o) for (t, p), o in offsets.items()],
-                asynchronous=False,
-            )
+            self._consumer.commit(offsets=_kafka_offsets(offsets), asynchronous=True)
+        except KafkaException as exc:
+            log.warning("kafka consumer: commit failed (%s); records will be redelivered", exc)
+
+    def _commit_now(self, offsets: Mapping[TopicPartition, int]) -> None:
+        """Commit synchronously; a commit refused during a rebalance is logged, not raised."""
+        if not offsets:
+            return
+        try:
+            self._consumer.commit(offsets=_kafka_offsets(offsets), asynchronous=False)
         except KafkaException as exc:
             log.warning("kafka consumer: commit failed (%s); records will be redelivered", exc)
 
@@ -342,7 +355,8 @@ class KafkaSubscription(Subscription):
         for (topic, partition), offset in offsets.items():
             if (topic, partition) in self._assigned:
                 self._consumer.seek(KafkaTopicPartition(topic, partition, offset))
-        self.commit(offsets)
+        self._latest.update(offsets)
+        self._commit_now(offsets)
 
     def lag(self) -> dict[TopicPartition, int]:
         """High watermark minus committed offset per assigned partition."""
@@ -359,5 +373,17 @@ class KafkaSubscription(Subscription):
         return out
 
     def close(self) -> None:
-        """Leave the group (the others rebalance at once rather than after the session timeout)."""
+        """Commit the last offsets and leave the group (the others rebalance at once rather than
+        after the session timeout)."""
+        self._commit_now({tp: o for tp, o in self._latest.items() if tp in self._assigned})
         self._consumer.close()
+
+
+def _kafka_offsets(offsets: Mapping[TopicPartition, int]) -> list[KafkaTopicPartition]:
+    return [KafkaTopicPartition(t, p, o) for (t, p), o in offsets.items()]
+
+
+def _on_commit(err: KafkaError | None, _partitions: list[KafkaTopicPartition]) -> None:
+    """librdkafka's report of an asynchronous commit (served during `consume`)."""
+    if err is not None:
+        log.warning("kafka consumer: commit failed (%s); records will be redelivered", err)
