@@ -8,12 +8,17 @@ import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-__all__ = ["Pki", "make_pki"]
+__all__ = ["CLOSED_WITHOUT_ANSWER", "Pki", "make_pki"]
+
+# A TLS server hangs up on a plaintext request or a refused client certificate; whether the
+# client then reads an orderly close or a reset depends on timing, and both mean "no answer".
+CLOSED_WITHOUT_ANSWER = (httpx.RemoteProtocolError, httpx.ReadError)
 
 
 @dataclass(frozen=True)

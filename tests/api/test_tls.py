@@ -20,7 +20,7 @@ from loopstack.core.tls import ClientTLS
 
 from tests.conftest import PROJECT_DIR, run_cli
 from tests.servers import asgi_server
-from tests.tls import Pki, make_pki
+from tests.tls import CLOSED_WITHOUT_ANSWER, Pki, make_pki
 
 pytestmark = pytest.mark.integration
 
@@ -74,7 +74,7 @@ def test_the_sdk_and_the_cli_reach_the_api_over_https_trusting_its_ca(
 
 def test_plain_http_and_untrusting_clients_fail(https_api: Settings, pki: Pki) -> None:
     port = https_api.api.port
-    with pytest.raises(httpx.RemoteProtocolError):
+    with pytest.raises(CLOSED_WITHOUT_ANSWER):
         httpx.get(f"http://127.0.0.1:{port}/healthz")
     with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
         httpx.get(f"https://127.0.0.1:{port}/healthz")  # certifi's CAs only

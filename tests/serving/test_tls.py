@@ -23,7 +23,7 @@ from loopstack.serving.traffic import TrafficSplit
 
 from tests.serving.conftest import BIKE, Served, bike_full_row
 from tests.serving.test_protocols import _kserve_request, _v2_inputs
-from tests.tls import Pki, make_pki
+from tests.tls import CLOSED_WITHOUT_ANSWER, Pki, make_pki
 
 pytestmark = pytest.mark.integration
 
@@ -86,7 +86,7 @@ def test_rest_v2_over_https_needs_a_client_certificate_of_the_ca(
     via_kserve = asyncio.run(kserve_client())
     assert to_http_parameters(via_kserve.parameters)["model_version"] == server.versions["v1"]
     plain = server.rest.replace("https://", "http://")
-    with pytest.raises(httpx.RemoteProtocolError):
+    with pytest.raises(CLOSED_WITHOUT_ANSWER):
         httpx.post(f"{plain}/v2/models/{BIKE}/infer", json=body)
     with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
         httpx.post(url, json=body)  # certifi's CAs do not know the test CA
@@ -94,7 +94,7 @@ def test_rest_v2_over_https_needs_a_client_certificate_of_the_ca(
         ClientTLS(pki.ca),
         ClientTLS(pki.ca, pki.rogue_client_cert, pki.rogue_client_key),
     ):
-        with pytest.raises(httpx.RemoteProtocolError):
+        with pytest.raises(CLOSED_WITHOUT_ANSWER):
             httpx.post(url, json=body, verify=refused.ssl_context())
 
 
