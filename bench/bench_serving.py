@@ -19,6 +19,9 @@ without decoding them.
   a message in its answer raises. (`grpc.aio` costs the generator ~0.6-0.9 ms of CPU per call
   against ~0.2 ms for either raw client: at concurrency 1 that sits in every round trip, and
   gRPC would be measured with a handicap REST does not carry.)
+A third pair of servers gives each protocol's floor: a no-op answer on the same server stack
+(FastAPI on uvicorn for REST, `grpc.aio` for gRPC), so the table shows what one call costs
+before any model, codec or event work, and the gRPC/REST ratio that stack alone allows.
 The generator also reads the server's own CPU time around the timed window
 (`/proc/PID/stat`) to report it per request: a cost that background load on the machine
 disturbs far less than throughput.
@@ -45,6 +48,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from fastapi import Request, Response  # module level: FastAPI resolves the floor's annotations
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "feature_repo" / "data"
@@ -121,6 +126,52 @@ def run_bare(tracking: str, version: str, port: int, grpc_port: int) -> None:
     for name in ("kserve", "kserve.trace", "uvicorn.access", "uvicorn.error"):
         logging.getLogger(name).setLevel(logging.WARNING)
     server.start([Bare()])
+
+
+# --- the protocol floor (children: `bench_serving.py --floor rest|grpc PORT`) ----------------
+def run_floor(protocol: str, port: int) -> None:
+    """A no-op answer on the server stack each protocol uses (FastAPI on uvicorn; grpc.aio):
+    what one call costs before any model, codec or event work."""
+    from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
+
+    output = {"name": "p", "datatype": "FP64", "shape": [1, 2], "data": [0.1, 0.9]}
+    if protocol == "rest":
+        import uvicorn
+        from fastapi import FastAPI
+
+        app = FastAPI()
+        answer = json.dumps({"model_name": MODEL, "outputs": [output]}).encode()
+
+        @app.post("/v2/models/{name}/infer")
+        async def infer(name: str, request: Request) -> Response:
+            json.loads(await request.body())
+            return Response(answer, media_type="application/json")
+
+        uvicorn.run(app, host="127.0.0.1", port=port, access_log=False, log_level="warning")
+        return
+    from grpc import aio
+    from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
+
+    tensor = pb.ModelInferResponse.InferOutputTensor(
+        name="p",
+        datatype="FP64",
+        shape=[1, 2],
+        contents=pb.InferTensorContents(fp64_contents=[0.1, 0.9]),
+    )
+    reply = pb.ModelInferResponse(model_name=MODEL, outputs=[tensor])
+
+    class Floor(grpc_predict_v2_pb2_grpc.GRPCInferenceServiceServicer):
+        async def ModelInfer(self, request: Any, context: Any) -> Any:
+            return reply
+
+    async def serve() -> None:
+        server = aio.server()
+        grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(Floor(), server)
+        server.add_insecure_port(f"127.0.0.1:{port}")
+        await server.start()
+        await server.wait_for_termination()
+
+    asyncio.run(serve())
 
 
 # --- setup -------------------------------------------------------------------------------
@@ -404,7 +455,7 @@ def _median_point(samples: list[dict[str, float]]) -> dict[str, float]:
 
 # --- main ------------------------------------------------------------------------------------
 def main() -> None:
-    """Start both servers, measure, write the results, print the table."""
+    """Start the servers, measure, write the results, print the table."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="timed seconds per point")
     parser.add_argument("--rounds", type=int, default=5, help="rounds; figures are medians")
@@ -413,14 +464,25 @@ def main() -> None:
     tracking = f"sqlite:///{work / 'mlflow.db'}"
     os.environ["MLFLOW_ARTIFACT_ROOT"] = str(work / "artifacts")
     versions = register(tracking)
-    bare_port, bare_grpc, ls_port, ls_grpc = (free_port() for _ in range(4))
+    bare_port, bare_grpc, ls_port, ls_grpc, floor_rest, floor_grpc = (free_port() for _ in range(6))
     procs: list[subprocess.Popen[bytes]] = []
-    try:
+
+    def start(argv: list[str], log: str, env: dict[str, str] | None = None) -> int:
         procs.append(subprocess.Popen(
-            [sys.executable, __file__, "--bare", tracking, versions[0], str(bare_port), str(bare_grpc)],
-            stdout=open(work / "bare.log", "wb"),  # noqa: SIM115 - the child owns it
+            argv, env=env, cwd=ROOT, stdout=open(work / log, "wb"),  # noqa: SIM115 - the child owns it
             stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=pinned(SERVER_CORE),
         ))  # fmt: skip
+        return procs[-1].pid
+
+    try:
+        here = [sys.executable, __file__]
+        bare = start(
+            [*here, "--bare", tracking, versions[0], str(bare_port), str(bare_grpc)], "bare.log"
+        )
+        floor = {
+            "rest": start([*here, "--floor", "rest", str(floor_rest)], "floor-rest.log"),
+            "grpc": start([*here, "--floor", "grpc", str(floor_grpc)], "floor-grpc.log"),
+        }
         from loopstack.core.settings import Settings
         from loopstack.serving.traffic import TrafficSplit, TrafficStore
 
@@ -440,24 +502,25 @@ def main() -> None:
             )
         )
         env = {**os.environ, **settings.as_env()}
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "loopstack.serving.server"],
-            env=env, cwd=ROOT, stdout=open(work / "loopstack.log", "wb"),  # noqa: SIM115
-            stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=pinned(SERVER_CORE),
-        ))  # fmt: skip
+        ours = start([sys.executable, "-m", "loopstack.serving.server"], "loopstack.log", env)
         wait_ready(f"http://127.0.0.1:{bare_port}/v2/models/{MODEL}/ready")
         wait_ready(f"http://127.0.0.1:{ls_port}/v2/models/{MODEL}/ready")
+        wait_ready(f"http://127.0.0.1:{floor_rest}/docs")
+        # server -> protocol -> (load generator target, server pid)
         servers = {
-            "bare": (bare_port, bare_grpc, procs[0].pid),
-            "loopstack": (ls_port, ls_grpc, procs[1].pid),
+            "bare": {"rest": (str(bare_port), bare), "grpc": (f"127.0.0.1:{bare_grpc}", bare)},
+            "loopstack": {"rest": (str(ls_port), ours), "grpc": (f"127.0.0.1:{ls_grpc}", ours)},
+            "floor": {
+                "rest": (str(floor_rest), floor["rest"]),
+                "grpc": (f"127.0.0.1:{floor_grpc}", floor["grpc"]),
+            },
         }
         samples: dict[tuple[str, str, int], list[dict[str, float]]] = {}
         for round_ in range(opts.rounds):
             for concurrency in CONCURRENCY:
                 order = [(s, k) for k in ("rest", "grpc") for s in servers]
                 for server, kind in order[::-1] if round_ % 2 else order:
-                    rest_port, grpc_port, pid = servers[server]
-                    target = str(rest_port) if kind == "rest" else f"127.0.0.1:{grpc_port}"
+                    target, pid = servers[server][kind]
                     point = measure(kind, target, concurrency, opts.seconds, pid)
                     samples.setdefault((server, kind, concurrency), []).append(point)
         results: dict[str, Any] = {
@@ -499,7 +562,7 @@ def _ratios(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "server_cpu_ratio": ours["server_cpu_ms"] / bare["server_cpu_ms"],
             }
             if protocol == "grpc":
-                for server in ("loopstack", "bare"):
+                for server in ("loopstack", "bare", "floor"):
                     rest = by[(server, "rest", c)]
                     grpc = by[(server, "grpc", c)]
                     row[f"grpc_vs_rest_{server}"] = grpc["rps"] / rest["rps"]
@@ -525,9 +588,10 @@ def _table(results: dict[str, Any]) -> None:
         extra = ""
         if "grpc_vs_rest_loopstack" in r:
             extra = (
-                f"  grpc/rest {r['grpc_vs_rest_loopstack']:.2f} (bare {r['grpc_vs_rest_bare']:.2f})"
-                f"  cpu/req grpc/rest {r['grpc_vs_rest_cpu_loopstack']:.2f}"
-                f" (bare {r['grpc_vs_rest_cpu_bare']:.2f})"
+                f"  grpc/rest {r['grpc_vs_rest_loopstack']:.2f} (bare {r['grpc_vs_rest_bare']:.2f},"
+                f" floor {r['grpc_vs_rest_floor']:.2f})  cpu/req grpc/rest"
+                f" {r['grpc_vs_rest_cpu_loopstack']:.2f} (bare {r['grpc_vs_rest_cpu_bare']:.2f},"
+                f" floor {r['grpc_vs_rest_cpu_floor']:.2f})"
             )
         print(
             f"{r['protocol']:5} c={r['concurrency']:<3} throughput {r['throughput_ratio']:.2f}  "
@@ -539,6 +603,8 @@ def _table(results: dict[str, Any]) -> None:
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--bare":
         run_bare(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
+    elif len(sys.argv) > 1 and sys.argv[1] == "--floor":
+        run_floor(sys.argv[2], int(sys.argv[3]))
     elif len(sys.argv) > 1 and sys.argv[1] == "--load":
         run_load(sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5]), int(sys.argv[6]))
     else:
