@@ -132,14 +132,12 @@ def run_bare(tracking: str, version: str, port: int, grpc_port: int) -> None:
 def run_floor(protocol: str, port: int) -> None:
     """A no-op answer on the server stack each protocol uses (FastAPI on uvicorn; grpc.aio):
     what one call costs before any model, codec or event work."""
-    from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
-
-    output = {"name": "p", "datatype": "FP64", "shape": [1, 2], "data": [0.1, 0.9]}
     if protocol == "rest":
         import uvicorn
         from fastapi import FastAPI
 
         app = FastAPI()
+        output = {"name": "p", "datatype": "FP64", "shape": [1, 2], "data": [0.1, 0.9]}
         answer = json.dumps({"model_name": MODEL, "outputs": [output]}).encode()
 
         @app.post("/v2/models/{name}/infer")
@@ -150,6 +148,7 @@ def run_floor(protocol: str, port: int) -> None:
         uvicorn.run(app, host="127.0.0.1", port=port, access_log=False, log_level="warning")
         return
     from grpc import aio
+    from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
     from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
 
     tensor = pb.ModelInferResponse.InferOutputTensor(

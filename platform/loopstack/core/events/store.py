@@ -12,7 +12,7 @@ all the rest of applying it).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -74,7 +74,17 @@ _SQLITE_CACHE_KIB = 65_536
 
 
 _IN_CHUNK = 500
-"""Ids per `IN (...)` query: well under SQLite's and PostgreSQL's bound-parameter limits."""
+"""Keys per statement: well under SQLite's and PostgreSQL's bound-parameter limits."""
+
+
+def _key_chunks(events: Iterable[Event]) -> Iterator[list[EventKey]]:
+    """The events' distinct keys, sorted (one lock order on PostgreSQL), a statement's worth at
+    a time."""
+    keys = sorted({event_key(e) for e in events})
+    for start in range(0, len(keys), _IN_CHUNK):
+        yield keys[start : start + _IN_CHUNK]
+
+
 _PLACEHOLDERS = {"qmark": "?", "format": "%s", "pyformat": "%s"}
 
 
@@ -135,18 +145,16 @@ class ConsumerStore:
 
     def processed(self, conn: Connection, group: str, events: Sequence[Event]) -> set[str]:
         """The ids of those `events` the group applied already."""
-        keys = sorted({event_key(e) for e in events})
         c = processed_events.c
         found: set[str] = set()
-        for start in range(0, len(keys), _IN_CHUNK):
-            chunk = keys[start : start + _IN_CHUNK]
+        for chunk in _key_chunks(events):
             rows = conn.execute(
                 select(c.event_id).where(
                     c.consumer_group == group, tuple_(c.event_time_us, c.event_id).in_(chunk)
                 )
             )
             found.update(r[0] for r in rows)
-        return found | self._legacy_applied(conn, group, [i for _, i in keys])
+        return found | self._legacy_applied(conn, group, sorted({e.id for e in events}))
 
     def claim(self, conn: Connection, group: str, events: Sequence[Event]) -> set[str]:
         """Record as applied those of `events` the group had not applied; return their ids.
@@ -157,7 +165,6 @@ class ConsumerStore:
         event makes this one wait for it and then see the event as taken; the keys go in sorted,
         so two members claiming overlapping batches take the row locks in one order.
         """
-        keys = sorted({event_key(e) for e in events})
         now = datetime.now(UTC)
         mark = _placeholder(conn)
         if mark is not None:
@@ -168,8 +175,7 @@ class ConsumerStore:
             process = column.type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
             stamp = process(now) if process is not None else now
         claimed: set[str] = set()
-        for start in range(0, len(keys), _IN_CHUNK):
-            chunk = keys[start : start + _IN_CHUNK]
+        for chunk in _key_chunks(events):
             if mark is None:
                 insert = _dialect_insert(conn)(processed_events)
                 result = conn.execute(
@@ -226,10 +232,8 @@ class ConsumerStore:
 
     def unclaim(self, conn: Connection, group: str, events: Iterable[Event]) -> None:
         """Forget that the group applied `events` (so a later copy of them is applied again)."""
-        keys = sorted({event_key(e) for e in events})
         c = processed_events.c
-        for start in range(0, len(keys), _IN_CHUNK):
-            chunk = keys[start : start + _IN_CHUNK]
+        for chunk in _key_chunks(events):
             conn.execute(
                 delete(processed_events).where(
                     c.consumer_group == group, tuple_(c.event_time_us, c.event_id).in_(chunk)

@@ -305,7 +305,7 @@ class KafkaSubscription(Subscription):
 
     def _on_revoke(self, _c: Consumer, partitions: list[KafkaTopicPartition]) -> None:
         revoked = {(tp.topic, tp.partition) for tp in partitions}
-        self._commit_now({tp: o for tp, o in self._latest.items() if tp in revoked})
+        self._commit({tp: o for tp, o in self._latest.items() if tp in revoked}, wait=True)
         self._assigned -= revoked
 
     def assignment(self) -> list[TopicPartition]:
@@ -333,22 +333,21 @@ class KafkaSubscription(Subscription):
         fails (logged) only means records re-read later, which the consumer store finds
         already applied.
         """
-        if not offsets:
-            return
         self._latest.update(offsets)
-        try:
-            self._consumer.commit(offsets=_kafka_offsets(offsets), asynchronous=True)
-        except KafkaException as exc:
-            log.warning("kafka consumer: commit failed (%s); records will be redelivered", exc)
+        self._commit(offsets, wait=False)
 
-    def _commit_now(self, offsets: Mapping[TopicPartition, int]) -> None:
-        """Commit synchronously; a commit refused during a rebalance is logged, not raised."""
+    def _commit(self, offsets: Mapping[TopicPartition, int], *, wait: bool) -> None:
+        """Commit; a commit refused (e.g. during a rebalance) is logged, not raised."""
         if not offsets:
             return
+        listed = [KafkaTopicPartition(t, p, o) for (t, p), o in offsets.items()]
         try:
-            self._consumer.commit(offsets=_kafka_offsets(offsets), asynchronous=False)
+            if wait:
+                self._consumer.commit(offsets=listed, asynchronous=False)
+            else:
+                self._consumer.commit(offsets=listed, asynchronous=True)
         except KafkaException as exc:
-            log.warning("kafka consumer: commit failed (%s); records will be redelivered", exc)
+            _on_commit(exc, [])
 
     def seek(self, offsets: Mapping[TopicPartition, int]) -> None:
         """Seek assigned partitions and commit the offsets for the group (all partitions)."""
@@ -356,7 +355,7 @@ class KafkaSubscription(Subscription):
             if (topic, partition) in self._assigned:
                 self._consumer.seek(KafkaTopicPartition(topic, partition, offset))
         self._latest.update(offsets)
-        self._commit_now(offsets)
+        self._commit(offsets, wait=True)
 
     def lag(self) -> dict[TopicPartition, int]:
         """High watermark minus committed offset per assigned partition."""
@@ -375,15 +374,13 @@ class KafkaSubscription(Subscription):
     def close(self) -> None:
         """Commit the last offsets and leave the group (the others rebalance at once rather than
         after the session timeout)."""
-        self._commit_now({tp: o for tp, o in self._latest.items() if tp in self._assigned})
+        self._commit({tp: o for tp, o in self._latest.items() if tp in self._assigned}, wait=True)
         self._consumer.close()
 
 
-def _kafka_offsets(offsets: Mapping[TopicPartition, int]) -> list[KafkaTopicPartition]:
-    return [KafkaTopicPartition(t, p, o) for (t, p), o in offsets.items()]
-
-
-def _on_commit(err: KafkaError | None, _partitions: list[KafkaTopicPartition]) -> None:
-    """librdkafka's report of an asynchronous commit (served during `consume`)."""
+def _on_commit(
+    err: KafkaError | KafkaException | None, _partitions: list[KafkaTopicPartition]
+) -> None:
+    """librdkafka's report of a commit (an asynchronous one's is served during `consume`)."""
     if err is not None:
         log.warning("kafka consumer: commit failed (%s); records will be redelivered", err)
