@@ -25,7 +25,7 @@ from loopstack.pipelines.runner import EmbeddedRunner
 from loopstack.pipelines.tracking import step_run
 
 PROJECT = Path(__file__).resolve().parents[1]
-PARAMS = {"model": "bike-demand", "start": "2011-01-01", "end": "2011-04-01"}
+PARAMS = {"model": "bike-demand", "start": "2011-01-01", "end": "2011-03-01", "labels": "all"}
 PORTS = ("API__PORT", "MLFLOW__PORT", "SERVING__REST_PORT", "SERVING__GRPC_PORT",
          "DRIFT__DETECTOR_PORT", "DRIFT__METRICS_PORT", "FEEDBACK__METRICS_PORT",
          "LOOP__METRICS_PORT")  # fmt: skip

@@ -4,6 +4,10 @@ Event-time conventions (see data/README.md): an hour H is [H, H+1h); the predict
 made at H, so label rows are timestamped H. A lag row is timestamped T, the moment all its
 values are known: the count of hour H-1 becomes available at H, so `bikers_last_hour` at T
 is the count of hour T-1h. A point-in-time join at H therefore never reaches the count of H.
+
+The files hold January-February 2011, the first model's history; later label and lag rows reach
+the offline store only as feedback (outcomes of served requests). The rest of the year is the
+demo's replay file, which no source here reads.
 """
 
 from datetime import timedelta
@@ -25,7 +29,8 @@ bike_demand_labels = FileSource(
     description=(
         "Label rows: one per observed hour, timestamped at the hour's start (prediction time), "
         "with the request-time context (weather, calendar) and the target `bikers`, known at "
-        "`label_timestamp` = start + 1h."
+        "`label_timestamp` = start + 1h. The file holds Jan-Feb 2011; fed-back outcomes add "
+        "the rest."
     ),
 )
 

@@ -36,6 +36,10 @@ def _resolve(settings: Settings, params: dict[str, str]) -> dict[str, str]:
             raise InvalidPipelineParams(
                 f"as_of must be 'now' or an ISO time, got {params['as_of']!r}"
             ) from None
+    if params["labels"] == "auto":
+        params = {**params, "labels": spec.training.labels}
+    if params["labels"] not in ("all", "feedback"):
+        raise InvalidPipelineParams("labels must be 'auto', 'all' or 'feedback'")
     if params["sabotage"] not in ("none", "shuffle-labels"):
         raise InvalidPipelineParams("sabotage must be 'none' or 'shuffle-labels'")
     if params["branches"] == "auto":
@@ -56,6 +60,12 @@ pipeline = Pipeline(
         Param("end", default="auto", help="window end, exclusive (ISO date); auto = today (UTC)"),
         Param(
             "branches", default="auto", help="JSON list of param-grid indices to sweep; auto = all"
+        ),
+        Param(
+            "labels",
+            default="auto",
+            help="training labels: all (label file and fed-back outcomes), feedback (only "
+            "outcomes fed back for predictions); auto = the spec's training.labels",
         ),
         Param(
             "sabotage", default="none", help="demo/test switch: 'shuffle-labels' trains on noise"

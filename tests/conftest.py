@@ -82,5 +82,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield Stack(settings, env)
     finally:
         run_cli(env, "down")
-        for leftover in Supervisor(settings.state_path).recorded():
+        # The supervisor first: it would start again what is stopped after it.
+        leftovers = Supervisor(settings.state_path).recorded()
+        for leftover in sorted(leftovers, key=lambda p: p.name != "supervisor"):
             stop_group(leftover.pid, grace=2)

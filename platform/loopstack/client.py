@@ -120,6 +120,50 @@ class LoopstackClient:
         """POST a JSON body."""
         return self.request("POST", path, json=body)
 
+    def deploy(
+        self,
+        model: str,
+        version: str,
+        *,
+        canary: int | None = None,
+        shadow: bool = False,
+        sticky: bool = False,
+        force: bool = False,
+    ) -> dict[str, Any]:
+        """Deploy a version as champion (a promote), canary or shadow challenger.
+
+        Raises:
+            Conflict: a rollout is in flight and `force` is not set (the message names it).
+        """
+        body = {"version": version, "canary": canary, "shadow": shadow, "sticky": sticky,
+                "force": force}  # fmt: skip
+        result: dict[str, Any] = self.post(f"/v1/models/{model}/deployments", body)
+        return result
+
+    def promote(
+        self, model: str, version: str | None = None, reason: str | None = None, force: bool = False
+    ) -> dict[str, Any]:
+        """Make a version (default: the challenger) the champion; it answers at once.
+
+        Raises:
+            Conflict: a rollout is in flight and `force` is not set (the message names it).
+        """
+        body = {"version": version, "force": force, **({"reason": reason} if reason else {})}
+        result: dict[str, Any] = self.post(f"/v1/models/{model}/promote", body)
+        return result
+
+    def rollback(
+        self, model: str, reason: str | None = None, force: bool = False
+    ) -> dict[str, Any]:
+        """Restore the previous champion; it answers at once.
+
+        Raises:
+            Conflict: no previous champion, or a rollout is in flight and `force` is not set.
+        """
+        body = {"force": force, **({"reason": reason} if reason else {})}
+        result: dict[str, Any] = self.post(f"/v1/models/{model}/rollback", body)
+        return result
+
     def health(self) -> dict[str, Any]:
         """The API's `/healthz` answer."""
         result: dict[str, Any] = self.get("/healthz")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from loopstack.core.errors import InvalidInput, NotFound
-from loopstack.core.modelspec import list_model_specs, load_model_spec
+from loopstack.core.modelspec import list_model_specs, load_model_spec, scan_model_specs
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
 
@@ -51,3 +51,23 @@ def test_invalid_specs_say_what_is_wrong(tmp_path: Path, patch: str, reason: str
     (tmp_path / "toy" / "model.yaml").write_text("\n".join([*lines, patch]))
     with pytest.raises(InvalidInput, match=reason):
         load_model_spec(tmp_path, "toy")
+
+
+def test_a_broken_spec_is_reported_and_the_others_still_list(tmp_path: Path) -> None:
+    for name, text in {
+        "toy": VALID,
+        "bad-yaml": "name: [bad\n",
+        "bad-field": VALID.replace("name: toy", "name: bad-field") + "task: clustering\n",
+        "not-a-mapping": "- a\n",
+    }.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "model.yaml").write_text(text)
+    specs, broken = scan_model_specs(tmp_path)
+    assert [s.name for s in specs] == ["toy"]
+    assert set(broken) == {"bad-yaml", "bad-field", "not-a-mapping"}
+    assert "line 2, column 1" in broken["bad-yaml"] and "^" not in broken["bad-yaml"]
+    assert "task: Input should be 'regression' or 'classification'" in broken["bad-field"]
+    assert "\n" not in broken["bad-field"] and "errors.pydantic.dev" not in broken["bad-field"]
+    assert "mapping" in broken["not-a-mapping"]
+    with pytest.raises(InvalidInput, match="bad-field"):
+        list_model_specs(tmp_path)  # the strict listing still refuses

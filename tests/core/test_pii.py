@@ -46,3 +46,17 @@ def test_echoed_values_are_scrubbed_from_messages() -> None:
         scrub(message, ["PII-91234", None, True])
         == f"input 'income': could not convert string to float: '{MASK}'"
     )
+
+
+def test_a_spec_that_fails_validation_still_masks_the_fields_it_names(tmp_path: Path) -> None:
+    (tmp_path / "loans").mkdir()
+    # Valid YAML, invalid spec (no gate, no training): the model stays broken but masked.
+    (tmp_path / "loans" / "model.yaml").write_text(
+        "name: loans\ntask: classification\nsensitive_fields: [income, ssn]\n"
+    )
+    (tmp_path / "garbled").mkdir()
+    (tmp_path / "garbled" / "model.yaml").write_text("name: [unclosed\n")
+    fields = SensitiveFields(tmp_path)
+    assert fields.of("loans") == {"income", "ssn"}
+    assert fields.of("garbled") == frozenset()
+    assert fields.of("absent") == frozenset()

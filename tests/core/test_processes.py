@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import sys
 import time
@@ -9,7 +11,15 @@ from pathlib import Path
 
 import pytest
 from loopstack.core.errors import PortInUse, StalePidFile
-from loopstack.core.processes import ProcessSpec, Supervisor, free_port, pid_alive, port_is_free
+from loopstack.core.processes import (
+    ProcessSpec,
+    RunningProcess,
+    Supervisor,
+    free_port,
+    pid_alive,
+    port_is_free,
+)
+from loopstack.core.watchdog import Watchdog
 
 # A parent that forks a grandchild: stopping the group must take both.
 FORKING = "import subprocess,sys,time; subprocess.Popen([sys.executable,'-c','import time; time.sleep(60)']); time.sleep(60)"
@@ -86,3 +96,45 @@ def test_a_process_dying_at_start_reports_its_log(tmp_path: Path) -> None:
     running = supervisor.start(spec)
     with pytest.raises(Exception, match="boom: bad config"):
         supervisor.wait_healthy(running, timeout=20)
+
+
+def _killed(running: RunningProcess) -> None:
+    os.kill(running.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while running.alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def test_the_watchdog_restarts_a_dead_process_with_back_off(tmp_path: Path) -> None:
+    supervisor = Supervisor(tmp_path)
+    spec = ProcessSpec(name="sleeper", argv=["sleep", "60"])
+    watchdog = Watchdog(supervisor, [spec], backoff_s=1.0, max_backoff_s=60.0, stable_s=30.0)
+    first = supervisor.start(spec)
+    try:
+        assert watchdog.check(0.0) == []  # alive: nothing to do
+        _killed(first)
+        assert watchdog.check(1.0) == []  # died: first restart after 1 s
+        assert watchdog.check(2.0) == ["sleeper"]
+        second = supervisor.read("sleeper")
+        assert second is not None and second.alive() and second.pid != first.pid
+        assert second.restarts == 1 and second.restarted_at is not None
+        _killed(second)
+        assert watchdog.check(3.0) == []  # died again at once: 2 s now
+        assert watchdog.check(4.5) == []
+        assert watchdog.check(5.0) == ["sleeper"]
+        third = supervisor.read("sleeper")
+        assert third is not None and third.restarts == 2
+        assert watchdog.check(40.0) == [] and watchdog.check(71.0) == []  # stayed up: reset
+        _killed(third)
+        assert watchdog.check(72.0) == [] and watchdog.check(73.0) == ["sleeper"]
+    finally:
+        supervisor.stop("sleeper", grace=2)
+
+
+def test_the_watchdog_leaves_a_stopped_process_alone(tmp_path: Path) -> None:
+    supervisor = Supervisor(tmp_path)
+    spec = ProcessSpec(name="sleeper", argv=["sleep", "60"])
+    watchdog = Watchdog(supervisor, [spec], backoff_s=0.0)
+    supervisor.start(spec)
+    assert supervisor.stop("sleeper", grace=2)  # what `loopstack down` does
+    assert watchdog.check(10.0) == [] and supervisor.read("sleeper") is None

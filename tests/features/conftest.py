@@ -17,8 +17,9 @@ PROJECT_DIR = Path(__file__).resolve().parents[2]
 DATA_DIR = PROJECT_DIR / "feature_repo" / "data"
 YEAR_START = datetime(2011, 1, 1, tzinfo=UTC)
 YEAR_END = datetime(2012, 1, 1, tzinfo=UTC)
-ONLINE_AS_OF = datetime(2011, 7, 1, 12, tzinfo=UTC)
-"""The online store holds what was known at this time (materialized up to it)."""
+ONLINE_AS_OF = datetime(2011, 2, 20, 12, tzinfo=UTC)
+"""The online store holds what was known at this time (materialized up to it); the bike files
+Feast reads end with February 2011 (the rest of the year is the demo's replay file)."""
 
 
 @dataclass(frozen=True)

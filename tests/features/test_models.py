@@ -64,7 +64,7 @@ def test_specs_match_the_feature_repository(
 
 
 SLICES = {
-    "bike-demand": (datetime(2011, 4, 1, tzinfo=UTC), datetime(2011, 4, 22, tzinfo=UTC)),
+    "bike-demand": (datetime(2011, 2, 1, tzinfo=UTC), datetime(2011, 2, 22, tzinfo=UTC)),
     "credit-default": (datetime(2011, 1, 1, tzinfo=UTC), datetime(2011, 3, 1, tzinfo=UTC)),
 }
 

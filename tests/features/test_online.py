@@ -94,6 +94,8 @@ def test_push_source_updates_the_online_store(
             "bikers_last_hour": pd.array([42], dtype="Int64"),
             "bikers_same_hour_yesterday": pd.array([None], dtype="Int64"),
             "bikers_mean_7d": [120.5],
+            # The push source's created timestamp: a later push of the same hour wins offline.
+            "written_at": [pd.Timestamp("2012-01-01 01:05", tz="UTC")],
         }
     )
     store.push("city_demand_push", fresh, to=PushMode.ONLINE)

@@ -24,3 +24,14 @@ def test_next_firing(expression: str, after: datetime, due: datetime) -> None:
 def test_bad_expressions_name_the_form(bad: str) -> None:
     with pytest.raises(InvalidInput, match="minute hour day-of-month month day-of-week"):
         CronSchedule.parse(bad)
+
+
+def test_a_replay_after_live_traffic_restarts_the_schedule_on_its_own_clock() -> None:
+    weekly = CronSchedule.parse("0 3 * * 1")
+    live = datetime(2026, 12, 7, 18)
+    assert weekly.due(None, live) is None  # first look
+    # The model's clock went back to 2011: nothing is due against today's last look ...
+    assert weekly.due(live, datetime(2011, 3, 1, 12)) is None
+    # ... and from the replay's own last look on, its Mondays come due as they pass.
+    assert weekly.due(datetime(2011, 3, 1, 12), datetime(2011, 3, 6, 23)) is None
+    assert weekly.due(datetime(2011, 3, 1, 12), datetime(2011, 3, 7, 4)) == datetime(2011, 3, 7, 3)

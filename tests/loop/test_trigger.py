@@ -44,7 +44,7 @@ def policy(tmp_path: Path) -> tuple[TriggerPolicy, Published, list[dict[str, str
 
     store = LoopStore(f"sqlite:///{tmp_path / 'loop.db'}")
     rules = TriggerPolicy(store, DecisionRecorder(published), lambda _m: spec, start,
-                          lambda _m: T0 - timedelta(hours=30))  # fmt: skip
+                          lambda _m, _at: T0 - timedelta(hours=30))  # fmt: skip
     return rules, published, started, store
 
 

@@ -20,7 +20,8 @@ from loopstack.monitoring.errors import DetectorNotFound, DetectorRequestInvalid
 pytestmark = pytest.mark.integration
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
-BIKESHARE = PROJECT_DIR / "feature_repo" / "data" / "bike_demand_labels.parquet"
+# The whole year (the training label file ends with February).
+BIKESHARE = PROJECT_DIR / "feature_repo" / "data" / "bike_demand_replay.parquet"
 WEATHER = ["temp", "atemp", "hum", "windspeed", "weathersit"]
 # The observed count stands in for the model's prediction: like a prediction, it moves with
 # the season, which is all the prediction-drift test needs.

@@ -43,6 +43,12 @@ def fan(ctx):
         raise RuntimeError("transient failure")
     if ctx.params["mode"] == "broken":
         raise RuntimeError("this step always fails")
+    if ctx.params["mode"] == "empty":
+        from datetime import datetime
+        from loopstack.features.errors import EmptyWindow
+        raise EmptyWindow("toy", "labels", datetime(2011, 3, 1), datetime(2011, 3, 8))
+    if ctx.params["mode"] == "bug":
+        raise KeyError("no_such_column")
     ctx.output("out.txt").write_text(ctx.input("first", "value.txt").read_text() + ctx.branch)
 
 
@@ -95,6 +101,24 @@ def test_a_step_failing_after_its_retries_names_its_log(stack: Stack, tmp_path: 
     with pytest.raises(StepFailed, match="this step always fails") as failure:
         _run(_settings(stack, _project(tmp_path)), mode="broken")
     assert "after 2 attempt(s)" in failure.value.message and ".log" in failure.value.message
+
+
+@pytest.mark.parametrize(
+    ("mode", "reason"),
+    [
+        ("empty", "EmptyWindow: model 'toy': label source 'labels' has no rows in"),
+        ("bug", "KeyError: 'no_such_column'"),
+    ],
+)
+def test_a_deterministic_failure_fails_at_once_with_its_message(
+    stack: Stack, tmp_path: Path, mode: str, reason: str
+) -> None:
+    with pytest.raises(StepFailed) as failure:
+        _run(_settings(stack, _project(tmp_path)), mode=mode)
+    assert failure.value.permanent and reason in failure.value.message
+    assert "not retried" in failure.value.message
+    (run_dir,) = (tmp_path / "state" / "pipelines" / "runs").iterdir()
+    assert [(run_dir / f"attempts-{b}").read_text() for b in "ab"] == ["1", "1"]
 
 
 # Steps are forked from a warm server by default, or started as plain processes.

@@ -18,7 +18,9 @@ from tests.conftest import Stack
 
 pytestmark = pytest.mark.integration
 
-WINDOW = ("--from", "2011-01-01", "--to", "2011-03-01")
+# The label file's window: bike-demand retrains from feedback only (`training.labels`), so a
+# first training asks for the file's labels.
+WINDOW = ("--from", "2011-01-01", "--to", "2011-03-01", "--param", "labels=all")
 
 
 def _run(stack: Stack, *extra: str) -> dict[str, Any]:
@@ -49,6 +51,14 @@ def test_train_registers_a_version_with_lineage_and_the_challenger_alias(
     window = json.loads(tags["loopstack.training_window"])
     assert window["start"].startswith("2011-01-01") and window["end"].startswith("2011-03-01")
     assert json.loads(tags["loopstack.gate"])["passed"] is True
+    # Lineage of the labels: all from the label file (nothing was fed back yet).
+    rows = window["rows"]
+    assert json.loads(tags["loopstack.labels"]) == {"file": rows, "feedback": 0, "human": 0}
+    step_dir = Path(trained[0]["run_dir"]) / "steps" / "training-set"
+    meta = json.loads((step_dir / "meta.json").read_text())
+    assert meta["labels"] == {"choice": "all", "file": rows, "feedback": 0, "human": 0}
+    lineage = pd.read_parquet(step_dir / "labels.parquet")
+    assert len(lineage) == rows and set(lineage["label_origin"]) == {"file"}
     assert first.run_id and client.get_run(first.run_id).data.tags["mlflow.parentRunId"]
     assert client.get_registered_model("bike-demand").aliases["challenger"] == "2"
 
@@ -130,6 +140,7 @@ def test_unchanged_code_and_inputs_hit_the_step_cache(trained: list[dict[str, An
         ),
         (("--model", "bike-demand", "--from", "March", "--to", "2011-01-01"), "ISO dates"),
         (("--model", "bike-demand", *WINDOW, "--param", "colour=red"), "no parameter(s) colour"),
+        (("--model", "bike-demand", *WINDOW[:4], "--param", "labels=any"), "labels must be"),
     ],
 )
 def test_bad_input_is_refused_before_anything_runs(
@@ -184,7 +195,7 @@ def test_batch_score_writes_the_requested_versions_predictions(
 ) -> None:
     result = stack.cli(
         "pipeline", "run", "batch-score", "--model", "bike-demand",
-        "--from", "2011-03-01", "--to", "2011-03-08", "--param", "version=1",
+        "--from", "2011-02-20", "--to", "2011-02-27", "--param", "version=1",
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     run = httpx.get(f"{stack.settings.api_url}/v1/pipelines/runs", params={"limit": 1}).json()[0]
@@ -192,7 +203,7 @@ def test_batch_score_writes_the_requested_versions_predictions(
     labels = pd.read_parquet(
         stack.settings.feature_repo_dir / "data" / "bike_demand_labels.parquet"
     )
-    in_window = labels["event_timestamp"].between("2011-03-01", "2011-03-08", inclusive="left")
+    in_window = labels["event_timestamp"].between("2011-02-20", "2011-02-27", inclusive="left")
     assert len(frame) == int(in_window.sum())
     assert set(frame["version"]) == {"1"}
     assert frame["prediction"].between(0, 2000).all()

@@ -129,10 +129,10 @@ def _project(base: Path) -> Path:
 
 
 def bike_frame() -> pd.DataFrame:
-    """Labels joined with the lags known at each hour (what training sees), ints as floats."""
-    labels = pd.read_parquet(DATA / "bike_demand_labels.parquet")
-    lags = pd.read_parquet(DATA / "bike_demand_lags.parquet")
-    frame = labels.merge(lags, on=["city_id", "event_timestamp"], how="left")
+    """Labels with the lags known at each hour (what training sees), ints as floats."""
+    # The replay file holds exactly that join, for the whole year (the training files end
+    # with February).
+    frame = pd.read_parquet(DATA / "bike_demand_replay.parquet")
     for column in [*BIKE_REQUEST_FIELDS, *BIKE_FEATURES]:
         if column != "weathersit":
             frame[column] = frame[column].astype("float64")
@@ -250,8 +250,9 @@ def served(serving_settings: Settings) -> Iterator[Served]:
         supervisor.wait_healthy(running, timeout=120)
         rest = f"http://{settings.host}:{settings.serving.rest_port}"
         server = Served(settings, rest, f"{settings.host}:{settings.serving.grpc_port}", versions)
-        server.deploy(TrafficSplit(model=CREDIT, champion=versions["credit"]))
-        server.deploy(TrafficSplit(model=BIKE, champion=versions["v1"]))
+        # The first load of each model imports its libraries and warms Feast: slow on a busy host.
+        server.deploy(TrafficSplit(model=CREDIT, champion=versions["credit"]), timeout=240)
+        server.deploy(TrafficSplit(model=BIKE, champion=versions["v1"]), timeout=240)
         yield server
     finally:
         supervisor.stop("serving", grace=5)

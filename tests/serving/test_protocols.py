@@ -88,6 +88,25 @@ def test_v2_rest_without_entity_key(served: Served) -> None:
     assert "features" not in data and data["request_id"] == "caller-1"
 
 
+def test_v1_every_feature_with_the_entity_key_is_used_as_sent_and_the_key_logged(
+    served: Served,
+) -> None:
+    # An app that computes its features itself still names the entity, so its outcomes can
+    # become training labels of that entity.
+    row = {**bike_full_row(), "bikers_last_hour": 7.0}
+    body = {"instances": [{**row, "city_id": "dc"}]}
+    answer = httpx.post(f"{served.rest}/v1/models/{BIKE}:predict", json=body)
+    assert answer.status_code == 200, answer.text
+    got = answer.json()
+    data = served.events({got["id"]})[got["id"]]["data"]
+    assert data["entity_key"] == {"city_id": "dc"} and "features" not in data
+    assert data["inputs"]["bikers_last_hour"] == 7.0  # not the online store's value
+    without_key = httpx.post(
+        f"{served.rest}/v1/models/{BIKE}:predict", json={"instances": [row]}
+    ).json()
+    assert without_key["predictions"] == pytest.approx(got["predictions"])
+
+
 def test_v2_metadata_lists_the_signature_tensors(served: Served) -> None:
     meta = httpx.get(f"{served.rest}/v2/models/{BIKE}").json()
     names = [t["name"] for t in meta["inputs"]]

@@ -82,14 +82,23 @@ def history(
         )
     console.print(table)
     m = data["metrics"]
-    ops = Table("metric", "value", title="model-ops metrics (model time)")
+    window = m.get("window") or {}
+    span = (f"{(window.get('start') or '-')[:16]} .. {(window.get('end') or '-')[:16]}, "
+            f"{window.get('decisions', 0)} decisions") if window else "model time"  # fmt: skip
+    ops = Table("metric", "value", title=f"model-ops metrics ({span})")
     rate = m["change_failure_rate"]
     frequency = m["deployment_frequency_per_week"]
+    notes = m.get("notes") or {}
+    frequency_text = (
+        f"{frequency:.2f}/week"
+        if frequency is not None
+        else notes.get("deployment_frequency_per_week", "-")
+    )
     for name, value in (
         ("retrainings", str(m["retrainings"])),
         ("promotions", str(m["promotions"])),
         ("rollbacks", str(m["rollbacks"])),
-        ("deployment frequency", f"{frequency:.2f}/week" if frequency is not None else "-"),
+        ("deployment frequency", frequency_text),
         ("lead time (trigger → promoted)", _duration(m["lead_time_s"])),
         ("change-failure rate", f"{rate:.0%}" if rate is not None else "-"),
         ("time to recover", _duration(m["time_to_recover_s"])),
@@ -97,6 +106,9 @@ def history(
     ):
         ops.add_row(name, value)
     console.print(ops)
+    if data.get("failure"):
+        console.print(f"[red]loop controller cannot advance {model}[/red] since "
+                      f"{data['failure']['since'][:16]}: {data['failure']['reason']}")  # fmt: skip
     state = data["state"]
     if state:
         console.print(f"loop state: [bold]{state['phase']}[/bold]"

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from loopstack.cli.output import console, fail_on_errors
@@ -13,6 +15,8 @@ from loopstack.client import LoopstackClient
 from loopstack.core.settings import Settings
 
 __all__ = ["app"]
+
+_FORCE = "End a rollout in flight (recorded as a decision) instead of failing with a conflict."
 
 app = typer.Typer(
     help="Registered models: versions, aliases, promote, rollback, lineage.", no_args_is_help=True
@@ -34,7 +38,7 @@ def list_models(ctx: typer.Context) -> None:
         aliases = row["aliases"]
         table.add_row(
             row["model"],
-            row["task"],
+            row["task"] or f"[red]broken[/]: {escape(row.get('error', ''))}",
             aliases.get("champion", "-"),
             aliases.get("challenger", "-"),
             row["latest_version"] or "-",
@@ -85,21 +89,34 @@ def promote(
         None, "--version", help="version to promote (default: the challenger)"
     ),
     reason: str = typer.Option("promoted by hand", "--reason"),
+    force: bool = typer.Option(False, "--force", help=_FORCE),
 ) -> None:
-    """Make a version the champion."""
+    """Make a version the champion: it answers every request from now on."""
     with fail_on_errors(), _client(ctx) as client:
-        result = client.post(f"/v1/models/{model}/promote", {"version": version, "reason": reason})
-    console.print(f"{model}: champion is now version {result['champion']}")
+        result = client.promote(model, version, reason, force=force)
+    _moved(model, "champion", result)
 
 
 @app.command()
 def rollback(
-    ctx: typer.Context, model: str, reason: str = typer.Option("rolled back by hand", "--reason")
+    ctx: typer.Context,
+    model: str,
+    reason: str = typer.Option("rolled back by hand", "--reason"),
+    force: bool = typer.Option(False, "--force", help=_FORCE),
 ) -> None:
-    """Restore the previous champion."""
+    """Restore the previous champion: it answers every request from now on."""
     with fail_on_errors(), _client(ctx) as client:
-        result = client.post(f"/v1/models/{model}/rollback", {"reason": reason})
-    console.print(f"{model}: rolled back; champion is now version {result['champion']}")
+        result = client.rollback(model, reason, force=force)
+    _moved(model, "rolled back; champion", result)
+
+
+def _moved(model: str, what: str, result: dict[str, Any]) -> None:
+    split = result["deployment"]["split"]
+    console.print(
+        f"{model}: {what} is now version {result['champion']}, serving all traffic "
+        f"(split revision {split['revision']})",
+        highlight=False,
+    )
 
 
 @app.command()

@@ -40,12 +40,17 @@ def deploy(
         bool, typer.Option("--shadow", help="Mirror requests to this version.")
     ] = False,
     sticky: Annotated[bool, typer.Option("--sticky", help="Canary by entity-key hash.")] = False,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="End a rollout in flight (recorded) instead of failing."),
+    ] = False,
 ) -> None:
-    """Deploy a model version as champion, canary (--canary PCT) or shadow (--shadow)."""
+    """Deploy a model version as champion (a promote), canary (--canary PCT) or shadow (--shadow)."""
     settings: Settings = ctx.obj
-    body = {"version": version, "canary": canary, "shadow": shadow, "sticky": sticky}
     with fail_on_errors(), LoopstackClient.from_settings(settings) as client:
-        _show(client.post(f"/v1/models/{model}/deployments", body))
+        _show(
+            client.deploy(model, version, canary=canary, shadow=shadow, sticky=sticky, force=force)
+        )
 
 
 def traffic(

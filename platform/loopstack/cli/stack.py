@@ -13,12 +13,14 @@ from loopstack.core.settings import Settings
 from loopstack.serving.stack import SERVING_START_TIMEOUT_S, serving_process
 
 __all__ = [
+    "SUPERVISOR",
     "Component",
     "StackStatus",
     "embedded_components",
     "prepare_state",
     "stack_status",
     "stack_supervisor",
+    "supervised",
 ]
 
 PROCESS_START_TIMEOUT_S = 120.0
@@ -145,7 +147,29 @@ def embedded_components(settings: Settings) -> list[Component]:
     ]
     components.append(_api(settings))
     components.append(Component(serving_process(settings), SERVING_START_TIMEOUT_S))
+    components.append(_supervisor(settings))
     return components
+
+
+SUPERVISOR = "supervisor"
+"""The component that restarts the others when they die (`loopstack.cli.supervise`)."""
+
+
+def _supervisor(settings: Settings) -> Component:
+    """Started last (once the others are healthy) and stopped first, so it never races `up`
+    or `down`; it has no port: alive is healthy."""
+    spec = ProcessSpec(
+        name=SUPERVISOR,
+        argv=[sys.executable, "-m", "loopstack.cli.supervise"],
+        env=settings.as_env(),
+        cwd=settings.project_dir,
+    )
+    return Component(spec, PROCESS_START_TIMEOUT_S)
+
+
+def supervised(settings: Settings) -> list[ProcessSpec]:
+    """The components the supervisor restarts: every one but itself."""
+    return [c.spec for c in embedded_components(settings) if c.spec.name != SUPERVISOR]
 
 
 @dataclass(frozen=True)
@@ -156,24 +180,32 @@ class StackStatus:
     state: str
     url: str | None
     pid: int | None
+    restarts: int = 0
+    restarted_at: float | None = None
 
 
 def stack_status(
     settings: Settings, healthy: Callable[[RunningProcess], bool] | None = None
 ) -> list[StackStatus]:
-    """State of every embedded component: healthy, unhealthy, stale or stopped."""
+    """State of every embedded component: healthy, unhealthy, restarting (died; the supervisor
+    starts it again), stale (died, and no supervisor runs) or stopped."""
     supervisor = stack_supervisor(settings)
+    watching = (found := supervisor.read(SUPERVISOR)) is not None and found.alive()
     rows = []
     for component in embedded_components(settings):
         spec = component.spec
         running = supervisor.read(spec.name)
         if running is None:
             rows.append(StackStatus(spec.name, "stopped", spec.url, None))
-        elif not running.alive():
-            rows.append(StackStatus(spec.name, "stale", spec.url, running.pid))
+            continue
+        if not running.alive():
+            state = "restarting" if watching and spec.name != SUPERVISOR else "stale"
         else:
             ok = healthy(running) if healthy else running.healthy(supervisor.verify)
-            rows.append(
-                StackStatus(spec.name, "healthy" if ok else "unhealthy", spec.url, running.pid)
+            state = "healthy" if ok else "unhealthy"
+        rows.append(
+            StackStatus(
+                spec.name, state, spec.url, running.pid, running.restarts, running.restarted_at
             )
+        )
     return rows

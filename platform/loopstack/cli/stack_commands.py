@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
+from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from loopstack.cli.output import console
 from loopstack.cli.stack import (
+    SUPERVISOR,
     Component,
     embedded_components,
     prepare_state,
@@ -16,6 +19,7 @@ from loopstack.cli.stack import (
     stack_supervisor,
 )
 from loopstack.core.errors import ConfigurationError, DependencyMissing
+from loopstack.core.modelspec import scan_model_specs
 from loopstack.core.processes import RunningProcess, Supervisor
 from loopstack.core.settings import Settings
 
@@ -23,7 +27,13 @@ __all__ = ["down", "status", "up"]
 
 _FIRST = ("mlflow", "drift")
 """Components the others call: started (and awaited) before the rest."""
-_STYLE = {"healthy": "green", "unhealthy": "yellow", "stale": "red", "stopped": "dim"}
+_STYLE = {
+    "healthy": "green",
+    "unhealthy": "yellow",
+    "restarting": "yellow",
+    "stale": "red",
+    "stopped": "dim",
+}
 
 
 def up(settings: Settings) -> None:
@@ -43,6 +53,7 @@ def up(settings: Settings) -> None:
             raise DependencyMissing(
                 f"{component.spec.name} ({program})", "run `make install` and `make drift-env`"
             )
+    dead = _clear_dead(supervisor, components)
     for component in components:
         if (running := supervisor.check_can_start(component.spec)) is not None:
             console.print(
@@ -54,11 +65,14 @@ def up(settings: Settings) -> None:
             SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console
         ) as progress:
             # Servers the others call (MLflow, the detector server) start first, and Feast is
-            # applied while they boot; then the rest start together. Each is awaited healthy.
+            # applied while they boot; then the rest start together, and the supervisor once
+            # they are healthy (it would otherwise restart one still starting). Each is awaited.
             pending = [c for c in components if supervisor.read(c.spec.name) is None]
             first = [c for c in pending if c.spec.name in _FIRST]
-            for group in (first, [c for c in pending if c not in first]):
-                launched = [(c, _start(supervisor, c, progress)) for c in group]
+            last = [c for c in pending if c.spec.name == SUPERVISOR]
+            rest = [c for c in pending if c not in first and c not in last]
+            for group in (first, rest, last):
+                launched = [(c, _start(supervisor, c, progress, dead)) for c in group]
                 started.extend(c.spec.name for c in group)
                 if group is first:
                     _apply_features(settings, progress)
@@ -92,11 +106,30 @@ def _apply_features(settings: Settings, progress: Progress) -> None:
     )
 
 
+def _clear_dead(supervisor: Supervisor, components: list[Component]) -> dict[str, RunningProcess]:
+    """Forget components that died (their restart is counted); with any to start, stop the
+    supervisor first so it does not start them too (`up` starts it again last)."""
+    dead = {}
+    for component in components:
+        if (record := supervisor.clear_dead(component.spec.name)) is not None:
+            dead[component.spec.name] = record
+            console.print(f"{record.name} had died (pid {record.pid}): starting it again")
+    pending = [c for c in components if supervisor.read(c.spec.name) is None]
+    if pending and SUPERVISOR not in {c.spec.name for c in pending}:
+        supervisor.stop(SUPERVISOR)
+    return dead
+
+
 def _start(
-    supervisor: Supervisor, component: Component, progress: Progress
+    supervisor: Supervisor,
+    component: Component,
+    progress: Progress,
+    dead: dict[str, RunningProcess],
 ) -> tuple[RunningProcess, TaskID]:
     spec = component.spec
     task = progress.add_task(f"starting {spec.name}", total=None)
+    if spec.name in dead:
+        return supervisor.restart(spec, dead[spec.name]), task
     return supervisor.start(spec), task
 
 
@@ -148,15 +181,41 @@ def _cancel_pipeline_runs(settings: Settings) -> None:
 
 
 def status(settings: Settings) -> bool:
-    """Print the component table; True when every component is healthy."""
+    """Print the component table and any model whose spec does not load; True when every
+    component is healthy (a broken model is reported, and is that model's problem only)."""
     rows = stack_status(settings)
     table = Table(title=f"Loopstack ({settings.backend}) — state in {settings.state_path}")
-    for column in ("component", "state", "url", "pid"):
+    for column in ("component", "state", "url", "pid", "restarts"):
         table.add_column(column)
     for row in rows:
         style = _STYLE.get(row.state, "")
-        table.add_row(row.name, f"[{style}]{row.state}[/]", row.url or "", str(row.pid or ""))
+        table.add_row(
+            row.name,
+            f"[{style}]{row.state}[/]",
+            row.url or "",
+            str(row.pid or ""),
+            _restarts(row.restarts, row.restarted_at) if row.pid else "",
+        )
     console.print(table)
     if all(r.state == "stopped" for r in rows):
         console.print("nothing is running: start the stack with `loopstack up`")
+    elif any(r.state == "stale" for r in rows):
+        console.print("a component died and no supervisor runs: `loopstack up` starts it again")
+    _print_broken_models(settings)
     return all(r.state == "healthy" for r in rows)
+
+
+def _restarts(count: int, at: float | None) -> str:
+    if not count or at is None:
+        return str(count)
+    return f"{count} (last {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(at))})"
+
+
+def _print_broken_models(settings: Settings) -> None:
+    """Models whose spec does not load: they alone are out of service (not trained, served or
+    decided on); the others are not affected."""
+    _, broken = scan_model_specs(settings.models_dir)
+    for name, reason in broken.items():
+        console.print(
+            f"[red]model {name} is broken[/]: {escape(reason)}", highlight=False, soft_wrap=True
+        )

@@ -29,8 +29,8 @@ def why(
         return
     model = data["model"]
     console.print(
-        f"prediction [bold]{data['prediction_id']}[/bold]: {model['name']} v{model['version']} "
-        f"({data['route']}) at {data['request_time']}, status {data['status']}",
+        f"prediction [bold]{data['prediction_id']}[/bold]: answered by {model['name']} "
+        f"v{model['version']} ({data['route']}) at {data['request_time']}, status {data['status']}",
         highlight=False,
     )
     _lineage(model)

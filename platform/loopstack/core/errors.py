@@ -18,6 +18,7 @@ __all__ = [
     "StalePidFile",
     "Unauthorized",
     "Unavailable",
+    "is_transient",
 ]
 
 
@@ -26,6 +27,10 @@ class LoopstackError(Exception):
 
     http_status: int = 500
     exit_code: int = 1
+    retryable: bool = False
+    """Whether trying again unchanged can succeed (a component not up yet, a lost connection).
+    False for what only a fix can cure (bad input, a missing file, an empty window): a retry
+    policy retries only errors that set this, so they fail at once with their message."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -61,6 +66,7 @@ class Unavailable(LoopstackError):
 
     http_status = 503
     exit_code = 5
+    retryable = True
 
 
 class Unauthorized(LoopstackError):
@@ -109,3 +115,30 @@ class StalePidFile(ConfigurationError):
             f"{component}: stale pid file {path} (pid {pid} is not running); "
             "run `loopstack down` to clean up, then `loopstack up`"
         )
+
+
+# Programming and data errors: the same code on the same data raises them again.
+_DETERMINISTIC: tuple[type[BaseException], ...] = (
+    TypeError,
+    ValueError,
+    LookupError,
+    AttributeError,
+    NameError,
+    ImportError,
+    SyntaxError,
+    ArithmeticError,
+    AssertionError,
+    NotImplementedError,
+)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a retry can cure `exc`, judged by its type.
+
+    A `LoopstackError` says so itself (`retryable`); of other exceptions, programming and data
+    errors (TypeError, ValueError, KeyError, ImportError, ...) are deterministic, and the rest
+    (OSError, connection and timeout errors, a library's runtime error) may pass.
+    """
+    if isinstance(exc, LoopstackError):
+        return exc.retryable
+    return not isinstance(exc, _DETERMINISTIC)

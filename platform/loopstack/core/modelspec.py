@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -18,10 +18,12 @@ __all__ = [
     "QualitySpec",
     "ReviewSpec",
     "RolloutSpec",
+    "SpecScan",
     "TrainingSpec",
     "TriggerSpec",
     "list_model_specs",
     "load_model_spec",
+    "scan_model_specs",
 ]
 
 SPEC_FILE = "model.yaml"
@@ -62,6 +64,9 @@ class TrainingSpec(_Spec):
     """Latest fraction of the window (by event time) held out for evaluation."""
     reference_sample_size: int = Field(2000, gt=0)
     """Rows of training features and predictions kept as the drift reference."""
+    labels: Literal["all", "feedback"] = "all"
+    """Label rows a train run reads unless it says otherwise: `all` (the label file and the
+    outcomes fed back for predictions) or `feedback` (only those outcomes)."""
 
 
 class QualitySpec(_Spec):
@@ -201,12 +206,32 @@ def load_model_spec(models_dir: Path, name: str) -> ModelSpec:
         raise NotFound(f"model {name!r} has no spec at {path}; known models: {known or 'none'}")
     try:
         raw = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(raw, dict):
+            raise InvalidInput(f"{path} is not a valid model spec: expected a mapping of fields")
         spec = ModelSpec.model_validate({**raw, "directory": path.parent})
-    except (yaml.YAMLError, ValidationError) as exc:
-        raise InvalidInput(f"{path} is not a valid model spec: {exc}") from exc
+    except yaml.YAMLError as exc:
+        raise InvalidInput(f"{path} is not valid YAML: {_yaml_problem(exc)}; fix the file") from exc
+    except ValidationError as exc:
+        raise InvalidInput(f"{path} is not a valid model spec: {_problems(exc)}") from exc
     if spec.name != name:
         raise InvalidInput(f"{path} names model {spec.name!r}; rename the folder or the model")
     return spec
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    # PyYAML's str() quotes the line with a `^` marker under it: unreadable on one line.
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        mark = exc.problem_mark
+        return f"{exc.problem} at line {mark.line + 1}, column {mark.column + 1}"
+    return " ".join(str(exc).split())
+
+
+def _problems(exc: ValidationError) -> str:
+    # One line per field, without pydantic's documentation URLs: the reason is shown in
+    # `loopstack status` and `GET /v1/models`, where a multi-line dump is unreadable.
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or 'spec'}: {err['msg']}" for err in exc.errors()
+    )
 
 
 def list_model_specs(models_dir: Path) -> list[ModelSpec]:
@@ -215,3 +240,29 @@ def list_model_specs(models_dir: Path) -> list[ModelSpec]:
         load_model_spec(models_dir, p.parent.name)
         for p in sorted(models_dir.glob(f"*/{SPEC_FILE}"))
     ]
+
+
+class SpecScan(NamedTuple):
+    """Every model folder under `models/`: the valid specs and the broken ones with their reason."""
+
+    specs: list[ModelSpec]
+    """Valid specs, sorted by name."""
+    broken: dict[str, str]
+    """Folder name -> why its spec does not load (the message names the file and the fix)."""
+
+
+def scan_model_specs(models_dir: Path) -> SpecScan:
+    """Every model spec under `models/`, tolerating broken ones.
+
+    Long-running processes list models with this, so one malformed `model.yaml` takes out only
+    its own model: the others keep serving and deciding, and the broken one is reported.
+    """
+    specs: list[ModelSpec] = []
+    broken: dict[str, str] = {}
+    for path in sorted(models_dir.glob(f"*/{SPEC_FILE}")):
+        name = path.parent.name
+        try:
+            specs.append(load_model_spec(models_dir, name))
+        except (InvalidInput, OSError, UnicodeDecodeError) as exc:
+            broken[name] = str(exc)
+    return SpecScan(specs, broken)

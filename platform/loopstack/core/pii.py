@@ -44,10 +44,25 @@ class SensitiveFields:
 
                 try:
                     fields = frozenset(load_model_spec(self._dir, model).sensitive_fields)
-                except Exception:  # no (valid) spec: nothing is declared sensitive
-                    fields = frozenset()
+                except Exception:
+                    fields = self._declared_in_broken_spec(model)
                 self._known[model] = fields
             return self._known[model]
+
+    def _declared_in_broken_spec(self, model: str) -> frozenset[str]:
+        """Fields a spec that failed validation still names sensitive: a broken spec (one
+        failure domain per model) must not turn masking off for the traffic that model gets."""
+        import yaml
+
+        assert self._dir is not None
+        try:
+            raw = yaml.safe_load((self._dir / model / "model.yaml").read_text()) or {}
+            declared = raw.get("sensitive_fields") if isinstance(raw, dict) else None
+        except (OSError, yaml.YAMLError):
+            return frozenset()  # no spec at all, or unreadable: nothing is declared
+        if not isinstance(declared, list):
+            return frozenset()
+        return frozenset(str(field) for field in declared)
 
 
 def mask_values(value: Any, fields: Collection[str]) -> Any:

@@ -145,6 +145,11 @@ class ProcessSpec:
     cwd: Path | None = None
     url: str | None = None
 
+    @property
+    def host(self) -> str:
+        """The host its URL names (where its port is checked)."""
+        return _host_of(self)
+
 
 @dataclass(frozen=True)
 class RunningProcess:
@@ -157,6 +162,10 @@ class RunningProcess:
     url: str | None
     health_url: str | None
     log: str
+    restarts: int = 0
+    """How often the supervisor (or `loopstack up`) started it again after it died."""
+    restarted_at: float | None = None
+    """Wall-clock time of the last such restart."""
 
     def alive(self) -> bool:
         """Whether this exact process (not a reused pid) still runs."""
@@ -215,7 +224,29 @@ class Supervisor:
                 raise PortInUse(spec.name, host, spec.port, spec.port_setting or "its port setting")
         return None
 
-    def start(self, spec: ProcessSpec) -> RunningProcess:
+    def clear_dead(self, name: str) -> RunningProcess | None:
+        """Forget a recorded process that died: stop what is left of its group (children that
+        would hold its port) and remove its pid file. Returns the dead record, else None."""
+        current = self.read(name)
+        if current is None or current.alive():
+            return None
+        self.stop_leftovers(current)
+        self.pid_file(name).unlink(missing_ok=True)
+        return current
+
+    @staticmethod
+    def stop_leftovers(dead: RunningProcess) -> None:
+        """Stop what is left of a dead process's group: children that would hold its port."""
+        if not pid_alive(dead.pid):  # a group id is not reused while its leader's pid is free
+            stop_group(dead.pid, grace=5)
+
+    def restart(self, spec: ProcessSpec, dead: RunningProcess) -> RunningProcess:
+        """Start a process again after it died, counting the restart in its pid file."""
+        return self.start(spec, restarts=dead.restarts + 1, restarted_at=time.time())
+
+    def start(
+        self, spec: ProcessSpec, restarts: int = 0, restarted_at: float | None = None
+    ) -> RunningProcess:
         """Start a process in a new session (its own process group) and record it."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -244,8 +275,13 @@ class Supervisor:
             url=spec.url,
             health_url=spec.health_url,
             log=str(log_path),
+            restarts=restarts,
+            restarted_at=restarted_at,
         )
-        self.pid_file(spec.name).write_text(json.dumps(running.__dict__))
+        # Atomic: a reader (status, the supervisor) must never see half a file, which it drops.
+        tmp = self.pid_file(spec.name).with_suffix(".tmp")
+        tmp.write_text(json.dumps(running.__dict__))
+        tmp.replace(self.pid_file(spec.name))
         return running
 
     def wait_healthy(

@@ -1,8 +1,10 @@
 """`python -m loopstack.demo [--model bike-demand]`: the closed loop on a year of real data.
 
 Starts a stack of its own (fresh state under `.loopstack-demo/`, free loopback ports), trains the
-first model on Jan-Feb 2011 through the pipeline API, lets the loop promote it, replays the rest
-of the year hour by hour, and writes the report. See README "The closed loop".
+first model on Jan-Feb 2011 through the pipeline API (the label file ends there), lets the loop
+promote it, replays the rest of the year hour by hour from the replay file, sending outcomes
+back (the loop's only source of later labels), and writes the report. See README "The closed
+loop".
 """
 
 from __future__ import annotations
@@ -35,7 +37,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m loopstack.demo", description=__doc__)
     parser.add_argument("--model", default="bike-demand")
     parser.add_argument(
-        "--train-until", default="2011-03-01", help="first model: Jan 1 .. this date"
+        "--train-until",
+        default="2011-03-01",
+        help="first model: Jan 1 .. this date (the bike label file ends on 2011-03-01)",
     )
     parser.add_argument("--until", default="2012-01-01", help="replay up to this date (exclusive)")
     parser.add_argument(
@@ -128,9 +132,11 @@ def run_demo(
             feed = feature_feed(settings.feature_repo_dir, spec)
             if feed is None:
                 client.post("/v1/features/materialize", {"start": "2011-01-01", "end": args.until})
+            # The first model from the label file; the loop's retrainings then follow the spec's
+            # `training.labels` (bike-demand: the outcomes the replay sends back, only).
             run = client.post("/v1/pipelines/train/runs", {"params": {
                 "model": spec.name, "start": "2011-01-01", "end": args.train_until,
-                "as_of": f"{args.train_until}T00:00:00Z"}})  # fmt: skip
+                "as_of": f"{args.train_until}T00:00:00Z", "labels": "all"}})  # fmt: skip
             serving_url = f"http://{settings.host}:{settings.serving.rest_port}"
             champion = _wait_for_champion(client, serving_url, spec.name, run["run_id"])
             console.print(

@@ -1,10 +1,12 @@
 """Replay labelled history hour by hour through the serving endpoint, outcomes a day later.
 
-The clock is simulated: each request carries its hour as `request_time`, so every consumer and
+The replayed rows come from the model's replay file when it has one (`REPLAY_FILES`: the whole
+year, while the files Feast trains from end with the first model's window, so a retraining can
+learn later hours only from the outcomes sent back here), else from its label file. The clock is simulated: each request carries its hour as `request_time`, so every consumer and
 the loop see 2011, not today. While a retraining runs the clock stops (training takes no
 simulated time). For a model with a feature feed (the hourly demand lags) the app sends the
-hour's lags itself, as its own counts feed knows them (each built from counts up to H-1h, as in
-training); other models' features come from the online store by entity key. Requests of one
+hour's lags itself with the entity key, as its own counts feed knows them (each built from
+counts up to H-1h, as in training); other models' features come from the online store by key. Requests of one
 block of hours go out together; each hour's outcome is sent by prediction id a day later, and
 the clock waits until the feedback consumer has joined them.
 """
@@ -17,6 +19,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -26,7 +29,14 @@ from loopstack.client import LoopstackClient
 from loopstack.core.errors import LoopstackError, NotFound, Unavailable
 from loopstack.core.modelspec import ModelSpec
 
-__all__ = ["FEATURE_FEEDS", "Progress", "Replay", "feature_feed", "labelled_history"]
+__all__ = [
+    "FEATURE_FEEDS",
+    "REPLAY_FILES",
+    "Progress",
+    "Replay",
+    "feature_feed",
+    "labelled_history",
+]
 
 OUTCOME_DELAY = timedelta(days=1)
 BLOCK_HOURS = 6
@@ -36,28 +46,33 @@ TRAINING_WAIT_S = 900
 """A retraining takes under a minute here; one running past this is stuck."""
 FEEDBACK_WAIT_S = 120
 """The feedback consumer joins a day's outcomes in about a second here; one slower is stuck."""
-FEATURE_FEEDS = {"bike-demand": "bike_demand_lags.parquet"}
-"""Models whose app knows time-dependent features itself (file of values by event time)."""
+REPLAY_FILES = {"bike-demand": "bike_demand_replay.parquet"}
+"""Models whose replayed year is a file of its own under `feature_repo/data/` (label rows with
+the features the app knows at each hour), kept apart from the files Feast trains from."""
+FEATURE_FEEDS = {
+    "bike-demand": ("bikers_last_hour", "bikers_same_hour_yesterday", "bikers_mean_7d")
+}
+"""Models whose app knows time-dependent features itself: the replay file's columns it sends."""
 
 
-def labelled_history(feature_repo: Any, spec: ModelSpec) -> pd.DataFrame:
-    """The model's labelled rows (`feature_repo/data/<model>_labels.parquet`), in time order."""
-    path = feature_repo / "data" / f"{spec.name.replace('-', '_')}_labels.parquet"
-    frame = pd.read_parquet(path).sort_values("event_timestamp", kind="stable")
+def labelled_history(feature_repo: Path, spec: ModelSpec) -> pd.DataFrame:
+    """The rows the replay sends (its replay file, else `<model>_labels.parquet`), in time order."""
+    name = REPLAY_FILES.get(spec.name, f"{spec.name.replace('-', '_')}_labels.parquet")
+    frame = pd.read_parquet(feature_repo / "data" / name).sort_values(
+        "event_timestamp", kind="stable"
+    )
     return frame.reset_index(drop=True)
 
 
-def feature_feed(feature_repo: Any, spec: ModelSpec) -> dict[Any, dict[str, Any]] | None:
+def feature_feed(feature_repo: Path, spec: ModelSpec) -> dict[Any, dict[str, Any]] | None:
     """The model's feature feed: feature values by event time (None: features come from Feast)."""
-    if spec.name not in FEATURE_FEEDS:
+    columns = FEATURE_FEEDS.get(spec.name)
+    if columns is None:
         return None
-    frame = pd.read_parquet(feature_repo / "data" / FEATURE_FEEDS[spec.name])
-    key = spec.entity.join_key
+    frame = labelled_history(feature_repo, spec)[["event_timestamp", *columns]]
     return {
         row["event_timestamp"]: {
-            k: (None if pd.isna(v) else _plain(v))
-            for k, v in row.items()
-            if k not in ("event_timestamp", key)
+            k: (None if pd.isna(v) else _plain(v)) for k, v in row.items() if k in columns
         }
         for row in frame.to_dict(orient="records")
     }
@@ -128,10 +143,11 @@ class Replay:
         key = self.spec.entity.join_key
         instance = {f: _plain(row[f]) for f in self.spec.request_fields}
         at = row["event_timestamp"]
+        # The entity is named either way: its outcomes become its training labels (and, for a
+        # feed, its lag rows); with a feed, the app's values are used as sent.
+        instance[key] = _plain(row[key])
         if self.feed is not None:
             instance.update(self.feed.get(at, {}))
-        else:
-            instance[key] = _plain(row[key])
         body = {"instances": [instance], "parameters": {"request_time": at.isoformat()}}
         response = self.http.post(f"/v1/models/{self.spec.name}:predict", json=body)
         with self._lock:

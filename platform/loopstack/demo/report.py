@@ -147,7 +147,9 @@ def drift_plot(results: DemoResults) -> str:
 def traffic_plot(results: DemoResults) -> str:
     """The challenger's share of traffic over time (shadow shown as a mirrored band)."""
     fig, ax = _figure()
-    changes = [d for d in results.history["decisions"] if d["kind"] == "traffic_changed"]
+    # A promotion or rollback moves serving itself (one decision carrying its traffic).
+    changes = [d for d in results.history["decisions"] if d["kind"] == "traffic_changed"
+               or (d["kind"] in ("promoted", "rolled_back") and d.get("traffic"))]  # fmt: skip
     times, share, shadow = [], [], []
     for d in changes:
         challenger = (d.get("evidence") or {}).get("mode")

@@ -21,6 +21,7 @@ from feast.repo_operations import extract_objects_for_apply_delete
 
 from loopstack.core.settings import FeaturesSettings, Settings
 from loopstack.features.errors import FeatureRepoInvalid, InvalidWindow
+from loopstack.features.offline import seed_datasets
 from loopstack.features.repo import load_repo
 
 __all__ = [
@@ -100,10 +101,14 @@ def apply(settings: Settings, store: FeatureStore | None = None) -> FeatureStore
     """Register `feature_repo/` in the registry and create online tables, like `feast apply`.
 
     Objects in the registry that the repository no longer defines are deleted, as Feast does.
+    Label sources and the batch sources of push sources are registered at their datasets in
+    the state dir, seeded from the repository files (`loopstack.features.offline`).
     """
     store = store or open_store(settings)
     contents = load_repo(settings.feature_repo_dir)
     _absolute_paths(contents, settings.feature_repo_dir)
+    # Label and push sources read (and the feedback consumer writes) state-dir datasets.
+    seed_datasets(contents, feast_dir(settings))
     contents.entities.append(DUMMY_ENTITY)  # Feast registers it for entity-less views
     to_apply, to_delete, _, _ = extract_objects_for_apply_delete(
         store.project, store.registry, contents

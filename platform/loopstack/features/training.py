@@ -32,6 +32,13 @@ from loopstack.features.errors import (
     FeaturesOutsideTtl,
     InvalidWindow,
 )
+from loopstack.features.offline import (
+    LABEL_ORIGIN,
+    ORIGINS,
+    PREDICTION_ID,
+    WRITTEN_AT,
+    dataset_files,
+)
 from loopstack.features.registry import feature_service, label_source, service_features
 from loopstack.features.store import as_utc, open_store
 
@@ -39,8 +46,11 @@ __all__ = [
     "CHUNK_ROWS",
     "EVENT_TIMESTAMP",
     "Missing",
+    "LabelChoice",
     "historical_features",
+    "label_counts",
     "read_labels",
+    "resolve_labels",
     "training_frame",
 ]
 
@@ -49,6 +59,7 @@ log = logging.getLogger(__name__)
 EVENT_TIMESTAMP = "event_timestamp"
 _ROW = "__loopstack_row"
 Missing = Literal["nan", "raise"]
+LabelChoice = Literal["all", "feedback"]
 CHUNK_ROWS = {"file": 1000, "duckdb": 100_000}
 """Entity rows per Feast call, by offline engine. The Dask store joins each entity row with EVERY
 feature row of its entity before filtering by time (a city's hourly history: 1000 rows x 8761 =
@@ -169,13 +180,51 @@ def _join_keys(store: FeatureStore, view_name: str) -> list[str]:
 def read_labels(
     store: FeatureStore, source: FileSource, start: datetime, end: datetime
 ) -> pd.DataFrame:
-    """Label rows of `source` with event time in [start, end), sorted by time."""
-    path = FileSource.get_uri_for_file_path(store.config.repo_path, source.path)
+    """Label rows of `source` with event time in [start, end), sorted by time.
+
+    A state-dir dataset (`loopstack.features.offline`) is read file by file: the seed copy of
+    the repository file and the parts fed back outcomes were appended as. No file: no rows.
+    """
     ts = source.timestamp_field
     window = [(ts, ">=", pd.Timestamp(start)), (ts, "<", pd.Timestamp(end))]
-    frame = pd.read_parquet(path, filters=window)
+    path = str(FileSource.get_uri_for_file_path(store.config.repo_path, source.path))
+    try:
+        parts = [pd.read_parquet(p, filters=window) for p in dataset_files(path) if p.exists()]
+    except FileNotFoundError:  # parts merged while we read: their rows are in the merged one
+        parts = [pd.read_parquet(p, filters=window) for p in dataset_files(path)]
+    parts = [p for p in parts if not p.empty] or parts[:1]
+    if not parts:
+        return pd.DataFrame(columns=[ts])
+    frame = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
     frame[ts] = pd.to_datetime(frame[ts], utc=True)
     return frame.sort_values(ts, kind="stable").reset_index(drop=True)
+
+
+def resolve_labels(labels: pd.DataFrame, join_key: str, timestamp: str) -> pd.DataFrame:
+    """One label per prediction, fed-back labels over file rows of the same entity and time.
+
+    A prediction's label may have been written several times (a later observation, a human
+    decision): the human one wins, then the latest written (the rule of live quality). A file
+    row with the same join key and event time as a fed-back one is the same observation.
+    Frames without the dataset columns (a plain label file) are returned as they are.
+    """
+    if LABEL_ORIGIN not in labels.columns or labels.empty:
+        return labels
+    origin = labels[LABEL_ORIGIN].fillna("file")
+    fed = labels[origin != "file"].copy()
+    if not fed.empty:
+        fed["__human"] = fed[LABEL_ORIGIN] == "human"
+        fed["__order"] = range(len(fed))
+        fed = fed.sort_values(["__human", WRITTEN_AT, "__order"], kind="stable")
+        fed = fed.drop_duplicates(subset=[PREDICTION_ID], keep="last")
+        fed = fed.drop(columns=["__human", "__order"])
+    files = labels[origin == "file"]
+    if not fed.empty and not files.empty:
+        seen = pd.MultiIndex.from_frame(fed[[join_key, timestamp]].astype(str))
+        same = pd.MultiIndex.from_frame(files[[join_key, timestamp]].astype(str)).isin(seen)
+        files = files[~same]
+    frame = pd.concat([files, fed], ignore_index=True) if not fed.empty else files
+    return frame.sort_values(timestamp, kind="stable").reset_index(drop=True)
 
 
 def training_frame(
@@ -186,16 +235,27 @@ def training_frame(
     *,
     store: FeatureStore | None = None,
     missing: Missing = "nan",
+    labels: LabelChoice = "all",
+    with_origin: bool = False,
 ) -> pd.DataFrame:
     """Point-in-time-correct training rows of a model: its label rows in [start, end) plus features.
 
-    Entity rows are the model's label rows (from the FileSource its FeatureService names in
-    the `loopstack.label_source` tag) with their event times; each gets the feature values
-    known at that time. Columns: the label file's columns (join key, event_timestamp, request
-    fields, target, ...) then the service's features; rows sorted by event time.
+    Entity rows are the model's label rows with their event times; each gets the feature values
+    known at that time. Label rows come from the label source its FeatureService names in the
+    `loopstack.label_source` tag: after apply, a state-dir dataset holding the repository's label
+    file (`file` rows, if any) and every outcome fed back for the model's predictions
+    (`feedback`, or `human` from the review queue), one per prediction (`resolve_labels`).
+    Columns: the label rows' columns (join key, event_timestamp, request fields, target, ...)
+    then the service's features; rows sorted by event time.
+
+    Args:
+        labels: `all` (file and fed-back rows) or `feedback` (fed-back rows only).
+        with_origin: keep `label_origin` and `prediction_id` (lineage); otherwise the dataset's
+            bookkeeping columns are dropped.
 
     Raises:
         InvalidWindow: start >= end.
+        InvalidInput: `labels` is neither `all` nor `feedback`.
         UnknownFeatureService: the spec's feature service is not registered.
         EmptyWindow: no label rows in the window.
         FeatureRepoInvalid: the label source lacks the target, the join key or a request field.
@@ -204,21 +264,39 @@ def training_frame(
     start, end = as_utc(start), as_utc(end)
     if start >= end:
         raise InvalidWindow(start, end)
+    if labels not in ("all", "feedback"):
+        raise InvalidInput(f"labels must be 'all' or 'feedback', got {labels!r}")
     store = store or open_store(settings)
     service = feature_service(store, spec.feature_service)
     source = label_source(store, service)
-    labels = read_labels(store, source, start, end)
+    rows = read_labels(store, source, start, end)
+    if rows.empty:
+        raise EmptyWindow(spec.name, source.name, start, end)
     needed = [spec.entity.join_key, spec.target, *spec.request_fields]
-    lacking = [c for c in needed if c not in labels.columns]
+    lacking = [c for c in needed if c not in rows.columns]
     if lacking:
         raise FeatureRepoInvalid(
             f"label source {source.name!r} of model {spec.name!r} lacks column(s) {lacking}; "
             "add them to the label file or fix the model spec"
         )
-    if labels.empty:
-        raise EmptyWindow(spec.name, source.name, start, end)
+    rows = resolve_labels(rows, spec.entity.join_key, source.timestamp_field)
+    if LABEL_ORIGIN not in rows.columns:
+        rows[LABEL_ORIGIN] = "file"
+        rows[PREDICTION_ID] = None
+    if labels == "feedback":
+        rows = rows[rows[LABEL_ORIGIN] != "file"].reset_index(drop=True)
+        if rows.empty:
+            raise EmptyWindow(spec.name, f"{source.name} (fed-back rows)", start, end)
+    dropped = [WRITTEN_AT] if with_origin else [WRITTEN_AT, LABEL_ORIGIN, PREDICTION_ID]
+    rows = rows.drop(columns=[c for c in dropped if c in rows.columns])
     frame = historical_features(
-        store, service, labels, timestamp_column=source.timestamp_field, missing=missing
+        store, service, rows, timestamp_column=source.timestamp_field, missing=missing
     )
     # The target goes last so `frame.drop(columns=target)` leaves inputs in a stable order.
     return frame[[c for c in frame.columns if c != spec.target] + [spec.target]]
+
+
+def label_counts(frame: pd.DataFrame) -> dict[str, int]:
+    """Rows per label origin (`file`, `feedback`, `human`) of a frame with `label_origin`."""
+    found = frame[LABEL_ORIGIN].fillna("file").value_counts() if LABEL_ORIGIN in frame else {}
+    return {origin: int(found.get(origin, 0)) for origin in ORIGINS}

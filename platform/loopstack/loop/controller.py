@@ -1,10 +1,14 @@
 """The loop controller process: `python -m loopstack.loop.controller`.
 
-One member of the consumer group `loop.group` on `drift`, `quality`, `decisions` and `audit`. Each
-event is applied exactly once with the store: decisions become history rows, champion drift and
-quality alerts become pending triggers, decisions and management actions become audit records. Every `loop.tick_s` it advances each model: a finished pipeline
-run, a new challenger to shadow, a rollout's next step (`rollout.RolloutController`), pending
-and scheduled triggers (`trigger.TriggerPolicy`). Serves `/metrics`; stops on SIGTERM.
+One member of the consumer group `loop.group` on `predictions`, `drift`, `quality`, `decisions`
+and `audit`. Each event is applied exactly once with the store: predictions move their model's
+clock (`clock.ModelClocks`), decisions become history rows, champion drift and quality alerts
+become pending triggers, decisions and management actions become audit records. Every
+`loop.tick_s` it advances each model: a finished pipeline run, a new challenger to shadow, a
+rollout's next step (`rollout.RolloutController`), pending and scheduled triggers
+(`trigger.TriggerPolicy`). Each model is its own failure domain: a malformed spec or a failing
+tick is logged, kept in `loop_failures` (`failures.ModelFailures`) and retried next tick, while
+the other models keep being decided. Serves `/metrics`; stops on SIGTERM.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -27,13 +32,15 @@ from loopstack.core.events import (
     EventMetrics,
 )
 from loopstack.core.events.envelope import Event
-from loopstack.core.events.topics import AUDIT, DECISIONS, DRIFT, QUALITY
-from loopstack.core.modelspec import ModelSpec, list_model_specs, load_model_spec
+from loopstack.core.events.topics import AUDIT, DECISIONS, DRIFT, PREDICTIONS, QUALITY
+from loopstack.core.modelspec import ModelSpec, load_model_spec
 from loopstack.core.processes import stop_on_signals
 from loopstack.core.settings import Settings, load_settings
+from loopstack.loop.clock import ModelClocks, latest_request_times
 from loopstack.loop.decisions import DecisionRecorder, EventPublisher
 from loopstack.loop.evidence import RolloutEvidence
-from loopstack.loop.history import DecisionHistory, ops_metrics, record_decision
+from loopstack.loop.failures import ModelFailures
+from loopstack.loop.history import DecisionHistory, OpsWindow, ops_metrics, record_decision
 from loopstack.loop.metrics import LoopMetrics
 from loopstack.loop.rollout import RolloutController
 from loopstack.loop.schedule import CronSchedule
@@ -49,7 +56,7 @@ __all__ = ["LoopController", "main"]
 
 log = logging.getLogger(__name__)
 
-TOPICS = (DRIFT, QUALITY, DECISIONS, AUDIT)
+TOPICS = (PREDICTIONS, DRIFT, QUALITY, DECISIONS, AUDIT)
 OPS_REFRESH_S = 15.0
 
 
@@ -105,24 +112,35 @@ class LoopController(ConsumerProcess):
         self.registry = registry
         self.policy = trigger_policy(settings, store, recorder, backend, evidence)
         self.history = DecisionHistory(store.engine)
+        self.clocks = ModelClocks(store.engine, self.history.latest_at)
+        self.failures = ModelFailures(store.engine)
         self.rollout = RolloutController(
             store, recorder, registry, DeploymentService(registry, backend), evidence,
             self.spec, backend.pipeline_run, self.model_time,
         )  # fmt: skip
         self.runner = ConsumerRunner.from_settings(
             settings.events, log_, store.store, group=settings.loop.group, topics=TOPICS,
-            handler=self._apply, metrics=EventMetrics(self.metrics.registry),
+            batch_handler=self._apply_batch, metrics=EventMetrics(self.metrics.registry),
         )  # fmt: skip
         self._next_tick = 0.0
         self._next_ops = 0.0
 
     def model_time(self, model: str) -> datetime:
-        """The latest request time, else the latest decision's model time (before any traffic)."""
-        return self.evidence.now(model, self.history.latest_at(model))
+        """The model's clock: the event time of its own traffic (`clock.ModelClocks`)."""
+        return self.clocks.now(model)
 
     def spec(self, model: str) -> ModelSpec:
         """The model's spec (read on every use: edits apply without a restart)."""
         return load_model_spec(self.settings.models_dir, model)
+
+    def _apply_batch(self, events: Sequence[Event], conn: Connection) -> None:
+        for model, latest in latest_request_times(events).items():
+            if self.clocks.observe(conn, model, latest):
+                log.info("loop: %s's traffic went back in time; its clock rewound to %s",
+                         model, latest.isoformat())  # fmt: skip
+        for event in events:
+            if event.name != "prediction.v1":
+                self._apply(event, conn)
 
     def _apply(self, event: Event, conn: Connection) -> None:
         if event.name in ("audit.v1", "decision.v1"):
@@ -141,25 +159,28 @@ class LoopController(ConsumerProcess):
 
     # --- ticks --------------------------------------------------------------------------------
     def tick(self) -> None:
-        """Advance every model's loop once (a failing model is logged and retried next tick)."""
+        """Advance every model's loop once; a model whose spec does not load or whose tick
+        fails is logged, kept as failing and retried next tick, the others go on."""
         self._next_tick = time.monotonic() + self.settings.loop.tick_s
         refresh_ops = time.monotonic() >= self._next_ops
         if refresh_ops:  # model-ops gauges read the whole history: not on every tick
             self._next_ops = time.monotonic() + OPS_REFRESH_S
-        controlled = self.settings.loop.models
-        for spec in list_model_specs(self.settings.models_dir):
-            if controlled is not None and spec.name not in controlled:
-                continue
-            try:
-                self.rollout.tick(spec.name)
-                self._triggers(spec)
-                if refresh_ops:
-                    self.metrics.set_ops(spec.name, ops_metrics(self.history.decisions(spec.name)))
-            except NotFound:
-                continue  # not registered yet: nothing to roll out or retrain against
-            except Exception:
-                log.exception("loop: tick of %s failed; retrying in %.0fs", spec.name,
-                              self.settings.loop.tick_s)  # fmt: skip
+        outcome = self.failures.advance(
+            self.settings.models_dir, self.settings.loop.models,
+            lambda spec: self._advance(spec, refresh_ops),
+        )  # fmt: skip
+        for model, reason in outcome.items():
+            self.metrics.failing.labels(model).set(0 if reason is None else 1)
+
+    def _advance(self, spec: ModelSpec, refresh_ops: bool) -> None:
+        try:
+            self.rollout.tick(spec.name)
+            self._triggers(spec)
+        except NotFound:
+            return  # not registered yet: nothing to roll out or retrain against
+        if refresh_ops:
+            window = OpsWindow.of(self.clocks.timeline(spec.name))
+            self.metrics.set_ops(spec.name, ops_metrics(self.history.decisions(spec.name), window))
 
     def _triggers(self, spec: ModelSpec) -> None:
         with self.store.engine.connect() as conn:
@@ -168,12 +189,13 @@ class LoopController(ConsumerProcess):
                 .order_by(pending_triggers.c.at, pending_triggers.c.event_id)
             ).mappings().all()  # fmt: skip
         champion = self.registry.aliases(spec.name).get(CHAMPION) if rows else None
+        timeline = self.clocks.timeline(spec.name) if rows else None
         for row in rows:
             evidence = json.loads(row["evidence"])
-            if evidence.get("version") == champion:
+            if evidence.get("version") == champion and timeline is not None:
                 self._request(TriggerRequest(
-                    model=spec.name, source=row["source"], at=row["at"], reason=row["reason"],
-                    key=row["event_id"], evidence=evidence,
+                    model=spec.name, source=row["source"], at=timeline.on(row["at"]),
+                    reason=row["reason"], key=row["event_id"], evidence=evidence,
                 ))  # fmt: skip
             with self.store.engine.begin() as conn:
                 conn.execute(
@@ -189,10 +211,8 @@ class LoopController(ConsumerProcess):
         with self.store.engine.begin() as conn:
             checked = self.store.state(conn, spec.name)["schedule_checked_at"]
             self.store.save(conn, spec.name, schedule_checked_at=now)
-        if checked is None or now < checked:
-            return  # first look (or a replay restarted the clock): nothing is overdue yet
-        due = cron.next_after(checked)
-        if due <= now:
+        due = cron.due(checked, now)
+        if due is not None:
             self._request(TriggerRequest(
                 model=spec.name, source="schedule", at=due, key=f"schedule:{due.isoformat()}",
                 reason=f"scheduled retraining ({cron.expression}) due {due.isoformat()}",

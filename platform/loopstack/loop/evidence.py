@@ -1,10 +1,10 @@
-"""What the controller reads from the feedback read model: model time, pairs, canary health."""
+"""What the controller reads from the feedback read model: labels, shadow pairs, canary health."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 import numpy as np
 from sqlalchemy import Engine, and_, case, func, select
@@ -43,30 +43,23 @@ class RolloutEvidence:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def now(self, model: str, default: datetime | None = None) -> datetime:
-        """Model time: the request time of the model's latest prediction, else `default`, else
-        the wall clock."""
-        with self.engine.connect() as conn:
-            latest = conn.execute(
-                select(func.max(predictions.c.request_time)).where(predictions.c.model == model)
-            ).scalar()
-        if latest is not None:
-            return latest
-        return default or datetime.now(UTC).replace(tzinfo=None)
-
-    def labelled_until(self, model: str) -> datetime | None:
-        """Request time of the model's latest prediction with a known outcome."""
+    def labelled_until(self, model: str, until: datetime) -> datetime | None:
+        """Request time of the model's latest prediction with a known outcome, at or before
+        `until` (model time: after a replay rewound the clock, later live rows do not count)."""
         with self.engine.connect() as conn:
             return conn.execute(
                 select(func.max(predictions.c.request_time)).where(
-                    predictions.c.model == model, predictions.c.outcome_value.is_not(None)
+                    predictions.c.model == model,
+                    predictions.c.outcome_value.is_not(None),
+                    predictions.c.request_time <= until,
                 )
             ).scalar()
 
-    def pairs(
-        self, model: str, task: str, champion: str, challenger: str, since: datetime
-    ) -> Pairs:
-        """Shadow answers of `challenger` paired with the `champion` answers the callers got."""
+    def pairs(self, model: str, task: str, champion: str, challenger: str) -> Pairs:
+        """Shadow answers of `challenger` paired with the `champion` answers the callers got.
+
+        Matched by ids (the shadow row's correlation is the served prediction's id), not by
+        time: a replay of past event times after live requests still counts every pair."""
         shadow, served = predictions.alias("shadow"), predictions.alias("served")
         query = (
             select(served.c.score, shadow.c.score, served.c.outcome_value)
@@ -75,7 +68,6 @@ class RolloutEvidence:
                 shadow.c.model == model,
                 shadow.c.version == challenger,
                 shadow.c.route == "shadow",
-                shadow.c.request_time >= since,
                 served.c.version == champion,
                 served.c.status == "ok",
                 served.c.outcome_value.is_not(None),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -9,7 +10,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 __all__ = ["LoopMetrics"]
 
 _GAUGES = {
-    "deployment_frequency_per_week": ("loopstack_loop_deployment_frequency", "Promotions per week (model time)."),
+    "deployment_frequency_per_week": ("loopstack_loop_deployment_frequency", "Promotions per week over the model's current timeline (model time; unset under one day)."),
     "lead_time_s": ("loopstack_loop_lead_time_seconds", "Mean time from a fired trigger to the promotion of its version."),
     "change_failure_rate": ("loopstack_loop_change_failure_rate", "Rolled-back rollouts / finished rollouts."),
     "time_to_recover_s": ("loopstack_loop_time_to_recover_seconds", "Mean time from a detected degradation to the next promotion."),
@@ -36,6 +37,12 @@ class LoopMetrics:
             ["model"],
             registry=self.registry,
         )
+        self.failing = Gauge(
+            "loopstack_loop_model_failing",
+            "1 while the controller cannot advance the model (broken spec, failing tick).",
+            ["model"],
+            registry=self.registry,
+        )
         self.gauges = {
             key: Gauge(name, text, ["model"], registry=self.registry)
             for key, (name, text) in _GAUGES.items()
@@ -51,7 +58,11 @@ class LoopMetrics:
             self.rollbacks.labels(model).inc()
 
     def set_ops(self, model: str, ops: dict[str, Any]) -> None:
-        """Export the model-ops metrics of one model (unknown ones are left unset)."""
+        """Export the model-ops metrics of one model (unknown ones are unset: a value of an
+        earlier window, e.g. before a replay rewound the model's clock, is not kept)."""
         for key, gauge in self.gauges.items():
             if ops.get(key) is not None:
                 gauge.labels(model).set(ops[key])
+            else:
+                with contextlib.suppress(KeyError):  # never set
+                    gauge.remove(model)

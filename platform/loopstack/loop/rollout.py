@@ -7,6 +7,9 @@ better). Canary steps (`rollout.canary_steps`, e.g. 10 → 50 → 100%): each ho
 latency against the champion's. After the last step the alias `champion` moves and the
 challenger takes all traffic. A rollback restores the champion's split and removes the
 `challenger` alias; the champion's traffic is never touched by a failing challenger in shadow.
+Both go through `DeploymentService` (alias and split as one operation, one decision), as a
+person's promote does. A rollout a person ended (a forced deploy, promote or rollback) is seen
+from the split on the next tick, and the model goes idle.
 """
 
 from __future__ import annotations
@@ -66,6 +69,8 @@ class RolloutController:
             state = self.store.state(conn, model)
             if state["phase"] == "training":
                 state = self._training(conn, state, now)
+            if state["phase"] in ("shadow", "canary"):
+                state = self._ended_elsewhere(conn, state)
             if state["phase"] == "idle":
                 state = self._start(conn, state, now)
             elif state["phase"] == "shadow":
@@ -95,6 +100,18 @@ class RolloutController:
         )  # fmt: skip
         return self._save(conn, state, phase="idle", run_id=None)
 
+    def _ended_elsewhere(self, conn: Connection, state: dict[str, Any]) -> dict[str, Any]:
+        """Idle again if the rollout's challenger no longer serves (a forced deploy, promote or
+        rollback ended it, recorded as its own decision); else the state as it is."""
+        model = state["model"]
+        deployed = self.deployments.backend.deployment(model)
+        if deployed is not None and deployed.split.challenger == state["challenger"]:
+            return state
+        champion = deployed.split.champion if deployed is not None else state["champion"]
+        log.info("loop: the rollout of %s v%s was ended outside the loop; champion v%s",
+                 model, state["challenger"], champion)  # fmt: skip
+        return self._save(conn, state, phase="idle", step=0, challenger=None, champion=champion)
+
     def _start(self, conn: Connection, state: dict[str, Any], now: datetime) -> dict[str, Any]:
         model = state["model"]
         aliases = self.registry.aliases(model)
@@ -102,13 +119,13 @@ class RolloutController:
         if challenger is None:
             return state
         deployed = self.deployments.backend.deployment(model)
+        if deployed is not None and deployed.split.challenger not in (None, challenger):
+            return state  # someone else's rollout is in flight: theirs to finish or end
         champion = deployed.split.champion if deployed else aliases.get(CHAMPION)
         if champion is None:
             reason = f"v{challenger} is the first version: no champion to test it against"
-            self.registry.promote(model, challenger, reason, "loop", {"at": iso(now)})
-            self._traffic(
-                model, now, challenger, None, "champion", 100, f"first:{challenger}", reason
-            )
+            self.deployments.promote(model, challenger, reason, actor="loop",
+                                     context={"at": iso(now)})  # fmt: skip
             # The cooldown runs from the first deployment too: no retraining right after it.
             return self._save(conn, state, last_fired_at=now)
         if champion == challenger:
@@ -127,9 +144,7 @@ class RolloutController:
         broken = self._error_guard(health, rollout.max_error_rate, "shadow")
         if broken:
             return self._rollback(conn, state, now, broken, {"shadow": _health(health)})
-        pairs = self.evidence.pairs(
-            model, spec.task, champion, challenger, state["phase_started_at"]
-        )
+        pairs = self.evidence.pairs(model, spec.task, champion, challenger)
         decision = verdict(pairs.champion, pairs.challenger, rollout.alpha, rollout.power,
                            rollout.effect_size)  # fmt: skip
         evidence = {"test": "one-sided paired t-test on per-request " +
@@ -170,10 +185,9 @@ class RolloutController:
         if percent >= 100:
             reason = (f"v{challenger} held {canary.requests} requests at 100% "
                       f"(errors {canary.error_rate:.1%}): promoted over v{champion}")  # fmt: skip
-            self.registry.promote(model, challenger, reason, "loop",
-                                  {"at": iso(now), "evidence": evidence})  # fmt: skip
-            self._traffic(model, now, challenger, None, "champion", 100,
-                          f"{challenger}:promoted", reason, evidence)  # fmt: skip
+            # The rollout's own end: `force` concludes it by promoting its challenger.
+            self.deployments.promote(model, challenger, reason, actor="loop", force=True,
+                                     context={"at": iso(now), "evidence": evidence})  # fmt: skip
             return self._save(
                 conn, state, phase="idle", step=0, challenger=None, champion=challenger
             )
@@ -200,16 +214,9 @@ class RolloutController:
         reason: str,
         evidence: dict[str, Any],
     ) -> dict[str, Any]:
-        model, champion, challenger = state["model"], state["champion"], state["challenger"]
-        self._traffic(model, now, champion, None, "champion", 100, f"{challenger}:rollback",
-                      f"rolled back v{challenger}: {reason}", evidence)  # fmt: skip
-        if self.registry.aliases(model).get(CHALLENGER) == challenger:
-            self.registry.remove_alias(model, CHALLENGER, f"rolled back: {reason}", "loop",
-                                       {"at": iso(now)})  # fmt: skip
-        self.recorder.record(
-            model, "rolled_back", reason, now, challenger, evidence, version=challenger,
-            versions={"champion": champion, "challenger": challenger},
-        )  # fmt: skip
+        # One decision: the champion takes all traffic back and the challenger is withdrawn.
+        self.deployments.end_rollout(state["model"], reason, actor="loop",
+                                     context={"at": iso(now), "evidence": evidence})  # fmt: skip
         return self._save(conn, state, phase="idle", step=0, challenger=None)
 
     def _traffic(
@@ -224,10 +231,7 @@ class RolloutController:
         reason: str,
         evidence: dict[str, Any] | None = None,
     ) -> None:
-        if mode == "champion":
-            self.deployments.deploy(model, champion)
-            traffic = {champion: 100.0}
-        elif mode == "shadow":
+        if mode == "shadow":
             self.deployments.deploy(model, challenger or "", shadow=True)
             traffic = {champion: 100.0, challenger or "": 0.0}
         else:

@@ -73,6 +73,16 @@ class CronSchedule:
             return dom and dow
         return dom or dow
 
+    def due(self, checked: datetime | None, now: datetime) -> datetime | None:
+        """The slot that fell due between the last look (`checked`) and `now`, or None.
+
+        A first look, or a model clock that went back (a replay of past days after live
+        traffic), restarts the schedule at `now`: slots are due from there on."""
+        if checked is None or now < checked:
+            return None
+        slot = self.next_after(checked)
+        return slot if slot <= now else None
+
     def next_after(self, after: datetime) -> datetime:
         """The first scheduled minute strictly after `after` (within five years)."""
         start = after.replace(second=0, microsecond=0) + timedelta(minutes=1)

@@ -1,15 +1,15 @@
 """Tables of the loop controller (SQLAlchemy Core: SQLite embedded, PostgreSQL at scale).
 
-Times are naive UTC *model time*: the request time of the latest prediction the loop saw for the
-model. Live, that is the wall clock; in a replay (the demo) it is the simulated clock, so
-cooldowns, schedules and lead times mean the same in both.
+Times are naive UTC *model time*: the model's own clock (`loop/clock.py`, the event time of its
+latest traffic). Live, that is the wall clock; in a replay (the demo) it is the simulated clock,
+so cooldowns, schedules and lead times mean the same in both.
 """
 
 from __future__ import annotations
 
 from sqlalchemy import Column, DateTime, Index, Integer, MetaData, String, Table, Text
 
-__all__ = ["decisions", "metadata", "model_state", "pending_triggers"]
+__all__ = ["clocks", "decisions", "failures", "metadata", "model_state", "pending_triggers"]
 
 metadata = MetaData()
 
@@ -57,3 +57,25 @@ decisions = Table(
     Index("ix_loop_decisions_model", "model", "at", "event_id"),
 )
 """Every `decision.v1` event (the history read model); `document` is the event's data."""
+
+clocks = Table(
+    "loop_clocks",
+    metadata,
+    Column("model", String(128), primary_key=True),
+    Column("at", DateTime, nullable=False),
+    Column("started_at", DateTime),
+    Column("rewound_at", DateTime),
+    Column("updated_at", DateTime, nullable=False),
+)
+"""One clock per model: model time now, and the model time and wall time of its last rewind."""
+
+failures = Table(
+    "loop_failures",
+    metadata,
+    Column("model", String(128), primary_key=True),
+    Column("reason", Text, nullable=False),
+    Column("since", DateTime, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+)
+"""Models the controller cannot advance (a broken spec, a failing tick), with the latest reason;
+a row is removed when the model's next tick succeeds."""

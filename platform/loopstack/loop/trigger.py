@@ -2,7 +2,8 @@
 
 A trigger (a drift or quality alert on the champion, the schedule, or a person) fires the train
 pipeline on a recent window unless the model already has a retraining or a rollout in flight, or
-(except for a person) the model's cooldown since the last fired trigger has not passed. Fired or
+(except for a person) the trigger's model time is within the model's cooldown of the last fired
+trigger (on either side: a replay may rewind the model's clock, `loop/clock.py`). Fired or
 suppressed, it is a decision with its evidence. The state row is locked while deciding, so the
 API (manual retrains) and the controller never start two runs for one model.
 """
@@ -49,7 +50,7 @@ class TriggerPolicy:
         recorder: DecisionRecorder,
         spec_of: Callable[[str], ModelSpec],
         start_run: Callable[[dict[str, str]], RunState],
-        labelled_until: Callable[[str], datetime | None],
+        labelled_until: Callable[[str, datetime], datetime | None],
     ) -> None:
         self.store = store
         self.recorder = recorder
@@ -100,14 +101,17 @@ class TriggerPolicy:
             return f"challenger v{state['challenger']} is in rollout ({state['phase']})"
         last = state["last_fired_at"]
         if req.source != "manual" and last is not None:
-            until = last + timedelta(seconds=policy.cooldown_s)
-            if at < until:
-                return f"cooldown until {until.isoformat()} (last retraining {last.isoformat()})"
+            # Within the cooldown on either side: a replay that rewound the model's clock to
+            # shortly before the last retraining is not due again, one far in the past is.
+            cooldown = timedelta(seconds=policy.cooldown_s)
+            if last - cooldown < at < last + cooldown:
+                return (f"cooldown until {(last + cooldown).isoformat()} "
+                        f"(last retraining {last.isoformat()})")  # fmt: skip
         return None
 
     def _window(self, spec: ModelSpec, at: datetime) -> dict[str, str]:
         """Train on the latest `training_window_days` whose outcomes the loop has seen."""
-        labelled = self.labelled_until(spec.name)
+        labelled = self.labelled_until(spec.name, at)
         end = (min(labelled + timedelta(hours=1), at) if labelled else at).date()
         start = end - timedelta(days=spec.trigger.training_window_days)
         return {"start": start.isoformat(), "end": end.isoformat()}

@@ -24,6 +24,7 @@ from hera.workflows import models as m
 from loopstack.core.modelspec import ModelSpec
 from loopstack.core.settings import Settings
 from loopstack.pipelines.dsl import RUN_DIR_IN_CONTAINER, Param, Pipeline, Step
+from loopstack.pipelines.errors import PERMANENT_FAILURE_EXIT
 
 __all__ = [
     "compile_pipeline",
@@ -68,7 +69,11 @@ def _container(pipeline: Pipeline, step: Step, settings: Settings) -> Container:
         env_from=[m.EnvFromSource(config_map_ref=m.ConfigMapEnvSource(name=CONFIG_MAP))],
         volume_mounts=[m.VolumeMount(name="run", mount_path=RUN_DIR_IN_CONTAINER)],
         retry_strategy=RetryStrategy(
-            limit=step.retries, backoff=m.Backoff(duration="10s", factor=2), retry_policy="Always"
+            limit=step.retries,
+            backoff=m.Backoff(duration="10s", factor=2),
+            retry_policy="Always",
+            # A step that exits PERMANENT_FAILURE_EXIT said a retry cannot cure its error.
+            expression=f"asInt(lastRetry.exitCode) != {PERMANENT_FAILURE_EXIT}",
         ),
         security_context=m.SecurityContext(
             run_as_non_root=True,

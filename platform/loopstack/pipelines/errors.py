@@ -11,6 +11,7 @@ from loopstack.core.errors import (
 )
 
 __all__ = [
+    "PERMANENT_FAILURE_EXIT",
     "PipelineDefinitionError",
     "PipelineNotFound",
     "InvalidPipelineParams",
@@ -18,6 +19,11 @@ __all__ = [
     "DataValidationFailed",
     "TrackingUnavailable",
 ]
+
+
+PERMANENT_FAILURE_EXIT = 3
+"""Exit code of a step whose error a retry cannot cure (`core.errors.is_transient` is False):
+the embedded runner and Argo's retry strategy do not run it again."""
 
 
 class PipelineDefinitionError(ConfigurationError):
@@ -40,11 +46,25 @@ class StepFailed(LoopstackError):
 
     exit_code = 7
 
-    def __init__(self, pipeline: str, step: str, attempts: int, log: str, last_line: str) -> None:
-        super().__init__(
-            f"pipeline {pipeline!r}: step {step!r} failed after {attempts} attempt(s): {last_line} "
-            f"(full log: {log})"
+    def __init__(
+        self,
+        pipeline: str,
+        step: str,
+        attempts: int,
+        log: str,
+        reason: str,
+        permanent: bool = False,
+    ) -> None:
+        tried = (
+            "failed (not retried: fix the cause and run it again)"
+            if permanent
+            else f"failed after {attempts} attempt(s)"
         )
+        super().__init__(
+            f"pipeline {pipeline!r}: step {step!r} {tried}: {reason} (full log: {log})"
+        )
+        self.reason = reason
+        self.permanent = permanent
 
 
 class DataValidationFailed(InvalidInput):

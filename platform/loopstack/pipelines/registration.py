@@ -104,6 +104,7 @@ def register(ctx: StepContext) -> None:
         params=evaluation["params"],
         metrics=evaluation["metrics"],
         gate=gate,
+        labels=_label_counts(meta),
     )
     client = MlflowClient(ctx.settings.mlflow_tracking_uri)
     _ensure_registered(client, spec.name)
@@ -123,6 +124,12 @@ def register(ctx: StepContext) -> None:
     ctx.write_json(
         "registered.json", {"model": spec.name, "version": str(version.version), "gate": gate}
     )
+
+
+def _label_counts(meta: dict[str, Any]) -> dict[str, int]:
+    """Lineage of the labels: how many came from files, fed-back outcomes and human reviews."""
+    labels = meta.get("labels") or {}
+    return {origin: int(labels.get(origin, 0)) for origin in ("file", "feedback", "human")}
 
 
 def _ensure_registered(client: MlflowClient, name: str) -> None:

@@ -22,10 +22,11 @@ from loopstack.core.processes import child_environ, stop_group
 from loopstack.core.settings import Settings
 from loopstack.pipelines.cache import StepCache
 from loopstack.pipelines.dsl import Pipeline
-from loopstack.pipelines.errors import StepFailed
+from loopstack.pipelines.errors import PERMANENT_FAILURE_EXIT, StepFailed
 from loopstack.pipelines.forkclient import ForkServer
 from loopstack.pipelines.plan import Task, expand, resolve_params
 from loopstack.pipelines.state import RunState, TaskRecord
+from loopstack.pipelines.step import FAILURE_FILE
 from loopstack.pipelines.tracking import ensure_parent_run, finish_parent_run
 
 __all__ = ["EmbeddedRunner", "new_run_id", "runs_dir"]
@@ -210,16 +211,26 @@ class EmbeddedRunner:
                 record.status = "cancelled"
                 return
             record.attempts = attempt
-            if self._run_child(task, record, argv, env) == 0:
+            code = self._run_child(task, record, argv, env)
+            if code == 0:
                 record.status, record.finished_at = "succeeded", time.time()
                 if use_cache:
                     self.cache.store(key, out_dir)
                 return
+            if code == PERMANENT_FAILURE_EXIT:  # the step said a retry cannot cure it
+                break
             if attempt < attempts:
                 time.sleep(self.settings.pipelines.retry_backoff_s * 2 ** (attempt - 1))
         record.status, record.finished_at = "failed", time.time()
-        record.error = _last_line(record.log)
-        raise StepFailed(pipeline.name, task.key, attempts, record.log, record.error)
+        record.error = _failure_reason(out_dir, record.log)
+        raise StepFailed(
+            pipeline.name,
+            task.key,
+            record.attempts,
+            record.log,
+            record.error,
+            permanent=code == PERMANENT_FAILURE_EXIT,
+        )
 
     def _child_env(self) -> dict[str, str]:
         # One BLAS/OpenMP thread per step: parallel sweep branches would otherwise oversubscribe.
@@ -305,11 +316,17 @@ class EmbeddedRunner:
             self.on_change(state)
 
 
-def _last_line(log: str) -> str:
+def _failure_reason(out_dir: Path, log: str) -> str:
+    """The step's own account of its failure (`failure.txt`), else the last line of its log
+    that is not a traceback's source quote or `^^^^` marker, on one line."""
     try:
-        lines = [
-            line for line in Path(log).read_text(errors="replace").splitlines() if line.strip()
-        ]
+        return " ".join((out_dir / FAILURE_FILE).read_text(errors="replace").split())
+    except OSError:
+        pass
+    try:
+        lines = Path(log).read_text(errors="replace").splitlines()
     except OSError:
         return "no log"
-    return lines[-1] if lines else "no output"
+    told = [line.strip() for line in lines if line.strip() and not line.startswith(" ")]
+    told = [line for line in told if not line.startswith("---") and set(line) - set("^~ ")]
+    return told[-1] if told else "no output (the step was killed: see its log)"

@@ -11,9 +11,10 @@ import sys
 import traceback
 from pathlib import Path
 
-from loopstack.core.errors import LoopstackError
+from loopstack.core.errors import LoopstackError, is_transient
 from loopstack.core.settings import load_settings
 from loopstack.pipelines.context import StepContext
+from loopstack.pipelines.errors import PERMANENT_FAILURE_EXIT
 from loopstack.pipelines.loader import load_pipeline
 from loopstack.pipelines.tracking import step_run
 
@@ -33,7 +34,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the step; exit 0 on success, 1 on failure with the reason on the last stderr line."""
+    """Run the step; exit 0 on success, 1 on a failure a retry may cure, `PERMANENT_FAILURE_EXIT`
+    on one it cannot; the reason is in the step's `failure.txt` and on the last stderr line."""
     args = _parse(argv)
     settings = load_settings()
     pipeline = load_pipeline(settings.pipelines_dir, args.pipeline)
@@ -45,14 +47,14 @@ def main(argv: list[str] | None = None) -> int:
         with step_run(ctx):
             step.fn(ctx)
     except LoopstackError as exc:
-        ctx.output(FAILURE_FILE).write_text(exc.message)
+        ctx.output(FAILURE_FILE).write_text(f"{type(exc).__name__}: {exc.message}")
         print(f"{type(exc).__name__}: {exc.message}", file=sys.stderr)
-        return 1
+        return 1 if is_transient(exc) else PERMANENT_FAILURE_EXIT
     except Exception as exc:
         traceback.print_exc()
         ctx.output(FAILURE_FILE).write_text(f"{type(exc).__name__}: {exc}")
         print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
+        return 1 if is_transient(exc) else PERMANENT_FAILURE_EXIT
     ctx.output(FAILURE_FILE).unlink(missing_ok=True)
     return 0
 

@@ -6,7 +6,7 @@ import hashlib
 import json
 import pickle
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import mlflow
 import numpy as np
@@ -48,13 +48,32 @@ def parse_window(params: dict[str, str]) -> tuple[datetime, datetime]:
         ) from exc
 
 
+def _label_choice(ctx: StepContext, spec: ModelSpec) -> Literal["all", "feedback"]:
+    choice = ctx.params.get("labels", "auto")
+    if choice == "auto":  # a run the pipeline's resolve did not see (e.g. an Argo template)
+        return spec.training.labels
+    if choice == "all":
+        return "all"
+    if choice == "feedback":
+        return "feedback"
+    raise InvalidPipelineParams(f"labels must be 'auto', 'all' or 'feedback', got {choice!r}")
+
+
 def build_training_set(ctx: StepContext) -> None:
-    """Point-in-time-correct training rows of the window, with a data fingerprint."""
-    from loopstack.features.training import training_frame
+    """Point-in-time-correct training rows of the window, with a data fingerprint, the count of
+    labels by origin (repository file, fed-back outcome, human review) and, in `labels.parquet`,
+    each row's key, time, target, origin and prediction id (lineage, not a model input)."""
+    from loopstack.features.offline import LABEL_ORIGIN, PREDICTION_ID
+    from loopstack.features.training import label_counts, training_frame
 
     spec = _spec(ctx)
     start, end = parse_window(ctx.params)
-    frame = training_frame(ctx.settings, spec, start, end)
+    choice = _label_choice(ctx, spec)
+    frame = training_frame(ctx.settings, spec, start, end, labels=choice, with_origin=True)
+    labels = label_counts(frame)
+    lineage = [spec.entity.join_key, TIMESTAMP, spec.target, LABEL_ORIGIN, PREDICTION_ID]
+    frame[lineage].to_parquet(ctx.output("labels.parquet"), index=False)
+    frame = frame.drop(columns=[LABEL_ORIGIN, PREDICTION_ID])
     if ctx.params.get("sabotage") == "shuffle-labels":
         # The documented demo/test switch: a challenger trained on noise, to prove rollback.
         frame[spec.target] = np.random.default_rng(0).permutation(frame[spec.target].to_numpy())
@@ -78,9 +97,11 @@ def build_training_set(ctx: StepContext) -> None:
                 pd.util.hash_pandas_object(frame, index=False).values.tobytes()
             ).hexdigest(),
             "sabotage": ctx.params.get("sabotage", "none"),
+            "labels": {"choice": choice, **labels},
         },
     )
     mlflow.log_metric("rows", len(frame))
+    mlflow.log_metrics({f"labels_{origin}": n for origin, n in labels.items()})
 
 
 def _load_set(ctx: StepContext) -> tuple[pd.DataFrame, dict[str, Any]]:

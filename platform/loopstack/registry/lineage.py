@@ -19,6 +19,7 @@ LINEAGE_KEYS = (
     "params",
     "metrics",
     "gate",
+    "labels",
 )
 
 

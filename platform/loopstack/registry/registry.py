@@ -212,16 +212,36 @@ class ModelRegistry:
         )
         return self.version(model, target.version)
 
-    def rollback(self, model: str, reason: str, actor: str = "system") -> VersionInfo:
-        """Restore the champion before the current one."""
+    def previous_champion(self, model: str) -> str:
+        """The version `rollback` would restore.
+
+        Raises:
+            AliasNotSet: the model has no champion.
+            NoPreviousChampion: the champion is the first one.
+        """
+        return self._previous(model)[1][-1]
+
+    def _previous(self, model: str) -> tuple[str, list[str]]:
+        """The current champion and the champion stack without it on top."""
         current = self.aliases(model).get(CHAMPION)
         if current is None:
             raise AliasNotSet(model, CHAMPION)
-        stack = [v for v in self._stack(model)]
+        stack = self._stack(model)
         while stack and stack[-1] == current:
             stack.pop()
         if not stack:
             raise NoPreviousChampion(model)
+        return current, stack
+
+    def rollback(
+        self,
+        model: str,
+        reason: str,
+        actor: str = "system",
+        context: dict[str, Any] | None = None,
+    ) -> VersionInfo:
+        """Restore the champion before the current one."""
+        current, stack = self._previous(model)
         restored = stack[-1]
         self._call(self.client.set_registered_model_alias, model, CHAMPION, restored)
         self._record(model, CHAMPION, restored, current, reason, actor)
@@ -234,8 +254,28 @@ class ModelRegistry:
             actor,
             {"rolled_back_version": current, "restored": restored},
             alias=CHAMPION,
+            context=context,
         )
         return self.version(model, restored)
+
+    def withdraw(
+        self,
+        model: str,
+        version: str,
+        reason: str,
+        actor: str = "system",
+        context: dict[str, Any] | None = None,
+    ) -> None:
+        """End the rollout of challenger `version` unpromoted, as one `rolled_back` decision.
+
+        The `challenger` alias is removed if it still names `version`, so the loop does not
+        start the same rollout again.
+        """
+        if self.aliases(model).get(CHALLENGER) == version:
+            self._call(self.client.delete_registered_model_alias, model, CHALLENGER)
+            self._record(model, CHALLENGER, None, version, f"withdrawn: {reason}", actor)
+        self._decide(model, "rolled_back", version, reason, actor, {"withdrawn": version},
+                     context=context)  # fmt: skip
 
     def _stack(self, model: str) -> list[str]:
         tags = self._registered(model).tags or {}

@@ -17,6 +17,7 @@ __all__ = [
     "ExplanationUnavailable",
     "ModelNotReady",
     "ModelNotServed",
+    "RolloutInProgress",
     "UnsupportedModel",
     "VersionNotServed",
 ]
@@ -43,6 +44,18 @@ class VersionNotServed(NotFound):
         super().__init__(
             f"model {model!r} version {version!r} is not served (served: {', '.join(served)}); "
             "omit the version to follow the traffic split"
+        )
+
+
+class RolloutInProgress(Conflict):
+    """A challenger is in shadow or canary: wait for its rollout to end, or end it with force."""
+
+    def __init__(self, model: str, champion: str, challenger: str, mode: str, action: str) -> None:
+        self.model, self.challenger, self.mode = model, challenger, mode
+        super().__init__(
+            f"cannot {action}: model {model!r} has a rollout in flight (challenger v{challenger} "
+            f"in {mode} against champion v{champion}); wait for it to end "
+            f'(`loopstack history {model}`), or end it with --force (API: "force": true)'
         )
 
 

@@ -20,9 +20,11 @@ from loopstack.serving.errors import ModelNotReady
 from loopstack.serving.explain import EXPLAIN
 from loopstack.serving.runtime import ScoreRequest, ServingRuntime, correlation_from, status_of
 
-__all__ = ["add_inference_routes", "error_response"]
+__all__ = ["VERSION_HEADER", "add_inference_routes", "error_response"]
 
 _JSON = "application/json"
+VERSION_HEADER = "loopstack-model-version"
+"""The version that produced a REST answer (also in its body), readable without decoding it."""
 
 
 def error_response(exc: BaseException) -> Response:
@@ -83,7 +85,11 @@ class _Routes:
             result = await self.runtime.score(score)
         except Exception as exc:  # recorded by the runtime
             return error_response(exc)
-        return Response(orjson.dumps(encode_v1(result)), media_type=_JSON)
+        return Response(
+            orjson.dumps(encode_v1(result)),
+            headers={VERSION_HEADER: result.version},
+            media_type=_JSON,
+        )
 
     async def v2_infer(
         self, model_name: str, request: Request, model_version: str | None = None
@@ -106,7 +112,8 @@ class _Routes:
         except Exception as exc:
             return error_response(exc)
         content_type = "application/octet-stream" if extra else _JSON
-        return Response(payload, headers=extra or None, media_type=content_type)
+        answer_headers = {**extra, VERSION_HEADER: result.version}
+        return Response(payload, headers=answer_headers, media_type=content_type)
 
     async def v2_infer_version(
         self, model_name: str, model_version: str, request: Request

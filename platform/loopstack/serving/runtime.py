@@ -104,6 +104,8 @@ class _Prepared:
     route: Route
     lookup: FeatureLookup | None
     keys: list[Any] | None
+    fetch: bool = True
+    """False when the caller sent every feature with the key: nothing is read from the store."""
 
 
 def correlation_from(headers: Mapping[str, str]) -> tuple[str, str | None]:
@@ -236,7 +238,7 @@ class ServingRuntime:
             explain = explain_requested(req.parameters)
             prepared = self._prepare(req)
             rows = None
-            if prepared.lookup is not None and prepared.keys is not None:
+            if prepared.lookup is not None and prepared.keys is not None and prepared.fetch:
                 rows = await asyncio.to_thread(self._fetch, prepared.lookup, prepared.keys)
             if explain:  # off the event loop: other requests keep being answered meanwhile
                 return await asyncio.to_thread(self._finish, req, prepared, rows, started, at, True)
@@ -256,7 +258,7 @@ class ServingRuntime:
             explain = explain_requested(req.parameters)
             prepared = self._prepare(req)
             rows = None
-            if prepared.lookup is not None and prepared.keys is not None:
+            if prepared.lookup is not None and prepared.keys is not None and prepared.fetch:
                 rows = self._fetch(prepared.lookup, prepared.keys)
             return self._finish(req, prepared, rows, started, at, explain)
         except Exception as exc:
@@ -295,7 +297,10 @@ class ServingRuntime:
             route = _pinned(served, req.model, req.version)
         else:
             route = served.choose(keys[0] if keys else None)
-        return _Prepared(served, route, lookup, keys)
+        # An app that knows every feature itself may still name the entity (so outcomes and
+        # training labels can be tied to it): its values are used as sent.
+        sent_all = lookup is not None and all(name in req.columns for name in lookup.names)
+        return _Prepared(served, route, lookup, keys, fetch=not sent_all)
 
     def _entity_keys(self, req: ScoreRequest, lookup: FeatureLookup | None) -> list[Any] | None:
         if lookup is None:
@@ -312,10 +317,10 @@ class ServingRuntime:
         else:
             return None
         sent = [name for name in lookup.names if name in req.columns]
-        if sent:
+        if sent and len(sent) < len(lookup.names):
             raise BadRequest(
                 f"field(s) {', '.join(sent)} come from the feature store for {key!r}; do not send them "
-                "with an entity key (or send every input and no entity key)"
+                "with an entity key, or send every feature of the service with it"
             )
         return [lookup.coerce_key(v) for v in values]
 

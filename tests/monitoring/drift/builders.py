@@ -17,7 +17,8 @@ from loopstack.core.modelspec import DriftSpec
 from sklearn.linear_model import LinearRegression
 
 PROJECT_DIR = Path(__file__).resolve().parents[3]
-DATA = PROJECT_DIR / "feature_repo" / "data" / "bike_demand_labels.parquet"
+# The whole year (the training label file ends with February).
+DATA = PROJECT_DIR / "feature_repo" / "data" / "bike_demand_replay.parquet"
 
 MODEL = "bike-demand"
 WEATHER = ["weathersit", "temp", "atemp", "hum", "windspeed"]

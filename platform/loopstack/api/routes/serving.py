@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from loopstack.api.audit import remember_before
+from loopstack.api.auth import principal_of
 from loopstack.core.errors import NotFound
 from loopstack.serving.backends.base import Deployment
 
@@ -28,6 +29,8 @@ class DeployBody(BaseModel):
     """Mirror every request to the version, off the response path."""
     sticky: bool = False
     """Route a canary by a hash of the entity key."""
+    force: bool = False
+    """End a rollout in flight (recorded as a decision) instead of being refused with 409."""
 
 
 def _view(deployment: Deployment) -> dict[str, Any]:
@@ -40,14 +43,16 @@ def router(services: Any) -> APIRouter:
 
     @api.post("/v1/models/{name}/deployments", status_code=201)
     def deploy(name: str, body: DeployBody, request: Request) -> dict[str, Any]:
-        """Deploy a version of a model (alias resolved and pinned now)."""
+        """Deploy a version of a model (alias resolved and pinned now): as champion, it is promoted;
+        during a rollout of another challenger, 409 unless `force` ends that rollout."""
         with suppress(NotFound):  # a first deployment has nothing before it
             remember_before(request, _view(services.deployment_service.traffic(name)))
         return _view(
             services.deployment_service.deploy(
-                name, body.version, canary=body.canary, shadow=body.shadow, sticky=body.sticky
+                name, body.version, canary=body.canary, shadow=body.shadow, sticky=body.sticky,
+                force=body.force, actor=f"api:{principal_of(request).subject}",
             )
-        )
+        )  # fmt: skip
 
     @api.get("/v1/models/{name}/traffic")
     def traffic(name: str) -> dict[str, Any]:

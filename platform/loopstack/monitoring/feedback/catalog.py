@@ -28,12 +28,28 @@ class ModelInfo:
     quality: QualitySpec = field(default_factory=QualitySpec)
     alert_metrics: tuple[str, ...] = ()
     has_spec: bool = False
+    target: str = ""
+    join_key: str = ""
+    request_fields: tuple[str, ...] = ()
+    feature_service: str = ""
+    """What a training label row holds (`labels.py`): the join key, request fields and target."""
 
     @classmethod
     def from_spec(cls, spec: ModelSpec, extra_metrics: Iterable[str] = ()) -> ModelInfo:
         """Read the task, segments, quality spec and gate metric of a model spec."""
         metrics = tuple(dict.fromkeys([spec.gate.metric, *extra_metrics]))
-        return cls(spec.name, spec.task, list(spec.segments), spec.quality, metrics, True)
+        return cls(
+            spec.name,
+            spec.task,
+            list(spec.segments),
+            spec.quality,
+            metrics,
+            True,
+            spec.target,
+            spec.entity.join_key,
+            tuple(spec.request_fields),
+            spec.feature_service,
+        )
 
 
 class ModelCatalog:

@@ -7,7 +7,8 @@ it closed or shifted get their metrics once it is caught up (`windows.refresh`, 
 during a backlog on the housekeeping timer). Between
 batches, every `feedback.sweep_interval_s`, it dead-letters expired orphans (only when caught up:
 a batch came back short), evaluates closed
-windows (gauges, `quality.v1` alerts) and pushes fresh lag features. It serves its Prometheus
+windows (gauges, `quality.v1` alerts), pushes fresh lag features and writes the recorded
+training labels to the offline store (`labels.py`). It serves its Prometheus
 metrics on `127.0.0.1:<feedback.metrics_port>/metrics` and stops on SIGTERM.
 """
 
@@ -34,6 +35,7 @@ from loopstack.monitoring.feedback.alerts import QualityAlerter, QualityPublishe
 from loopstack.monitoring.feedback.baselines import Baselines
 from loopstack.monitoring.feedback.catalog import ModelCatalog
 from loopstack.monitoring.feedback.gauges import QualityGauges, ReviewGauges
+from loopstack.monitoring.feedback.labels import LabelExporter
 from loopstack.monitoring.feedback.orphans import sweep_orphans
 from loopstack.monitoring.feedback.projector import FeedbackProjector, utcnow
 from loopstack.monitoring.feedback.push import LagPusher
@@ -70,6 +72,7 @@ class FeedbackConsumer(ConsumerProcess):
         publisher: QualityPublisher | None = None,
         baselines: Baselines | None = None,
         pusher: LagPusher | None = None,
+        labels: LabelExporter | None = None,
         registry: CollectorRegistry | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
@@ -104,6 +107,7 @@ class FeedbackConsumer(ConsumerProcess):
         )
         self.review_gauges = ReviewGauges(self.metrics.registry)
         self.pusher = pusher
+        self.labels = labels
         self._next_housekeeping = 0.0
 
     def run_once(self, timeout: float = 0.5) -> BatchResult:
@@ -121,10 +125,11 @@ class FeedbackConsumer(ConsumerProcess):
         return result
 
     def housekeeping(self, sweep: bool = True) -> dict[str, int]:
-        """Dead-letter orphans (if `sweep`), evaluate closed windows, push lag features (each
-        independently: one failing leaves the others running and is retried next time)."""
+        """Dead-letter orphans (if `sweep`), evaluate closed windows, push lag features, write
+        training labels offline (each independently: one failing leaves the others running and
+        is retried next time)."""
         self._next_housekeeping = time.monotonic() + self.settings.feedback.sweep_interval_s
-        done = {"orphans": 0, "windows": 0, "alerts": 0, "reviews": 0, "pushed": 0}
+        done = {"orphans": 0, "windows": 0, "alerts": 0, "reviews": 0, "pushed": 0, "labels": 0}
         steps: list[tuple[str, Callable[[], int]]] = []
         if sweep:
             steps.append(
@@ -146,6 +151,8 @@ class FeedbackConsumer(ConsumerProcess):
         )
         if self.pusher is not None:
             steps.append(("pushed", self.pusher.drain))
+        if self.labels is not None:
+            steps.append(("labels", self.labels.drain))
         for name, step in steps:
             try:
                 done[name] = step()
@@ -172,18 +179,27 @@ def main() -> None:
     event_log = open_event_log(settings)
     read_model = ReadModel.from_settings(settings)
     publisher = Publisher.open(settings, event_log, "feedback", EventMetrics(CollectorRegistry()))
+    catalog = catalog_for(settings)
     pusher = (
-        LagPusher(read_model, settings.feedback.push_sources, lambda: open_store(settings))
+        LagPusher(
+            read_model,
+            settings.feedback.push_sources,
+            lambda: open_store(settings),
+            catalog=catalog,
+        )
         if settings.feedback.push_sources
         else None
     )
+    labels = LabelExporter(read_model, catalog, lambda: open_store(settings))
     consumer = FeedbackConsumer(
         settings,
         event_log,
         read_model,
         publisher=publisher,
         baselines=registry_baselines(settings.mlflow_tracking_uri),
+        catalog=catalog,
         pusher=pusher,
+        labels=labels,
         registry=registry,
     )
     start_http_server(settings.feedback.metrics_port, addr=settings.host, registry=registry)

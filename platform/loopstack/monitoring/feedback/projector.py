@@ -9,8 +9,9 @@ the event's processed mark. The join is symmetric and order-insensitive:
 - when a prediction has several outcomes, one wins: human over system, then the later
   observation, then the larger event id (an override, whatever the arrival order).
 Reviews (`review.v1`, flagged predictions, human decisions) go to the review queue (`reviews`).
-The first outcome of a prediction places it in a window of its version and route; the row that
-fills a window closes it; metrics follow with `windows.refresh` after the batch commits. Duplicated event ids never reach the projector
+Each time a request's winning outcome changes, its training label row is recorded
+(`labels.record_label`) for the offline store. The first outcome of a prediction places it in a
+window of its version and route; the row that fills a window closes it; metrics follow with `windows.refresh` after the batch commits. Duplicated event ids never reach the projector
 (the runner drops them); a prediction id logged twice is stored once.
 """
 
@@ -28,6 +29,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from loopstack.core.errors import InvalidInput
 from loopstack.core.events import Event
 from loopstack.monitoring.feedback.catalog import ModelCatalog
+from loopstack.monitoring.feedback.labels import record_label
 from loopstack.monitoring.feedback.records import OutcomeRow, PredictionRow
 from loopstack.monitoring.feedback.reviews import (
     REVIEW,
@@ -292,6 +294,8 @@ class FeedbackProjector:
                 )
                 .values(dirty=True)
             )
+        if prediction["correlation"] is None:  # a shadow answered no caller: no label of its own
+            record_label(conn, info, prediction, outcome, self.clock())
         if model in self.push_models and prediction["entity"] and outcome.event_time is None:
             self._record_series(
                 conn, model, prediction["entity"], prediction["request_time"], outcome

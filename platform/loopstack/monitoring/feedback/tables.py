@@ -32,6 +32,7 @@ __all__ = [
     "push_queue",
     "reviews",
     "series",
+    "training_labels",
     "window_metrics",
     "windows",
 ]
@@ -174,6 +175,23 @@ push_queue = Table(
     Column("hour", DateTime, primary_key=True),
 )
 """Lag-feature rows (for hour + 1h) still to push to the online store."""
+
+training_labels = Table(
+    "feedback_training_labels",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("model", String(_MODEL), nullable=False),
+    Column("prediction_id", String(128), nullable=False),
+    Column("event_time", DateTime, nullable=False),
+    Column("origin", String(8), nullable=False),
+    Column("row", Text, nullable=False),
+    Column("written_at", DateTime, nullable=False),
+    Column("exported", Boolean, nullable=False, default=False),
+    Index("ix_feedback_training_labels_pending", "exported", "model", "seq"),
+)
+"""Training label rows: one each time a request's winning outcome changes (written with the
+event's processed mark), until `labels.LabelExporter` appends them to the offline store.
+`row` is JSON: the join key, the request fields and the target; `event_time` the request time."""
 
 reviews = Table(
     "feedback_reviews",
