@@ -96,7 +96,9 @@ def test_before_any_traffic_the_clock_is_the_latest_decision_then_the_wall_clock
     decided = {"bike-demand": REPLAY}
     clocks = ModelClocks(store.engine, decided.get)
     assert clocks.now("bike-demand") == REPLAY
-    assert abs(clocks.now("credit-risk") - LIVE) < timedelta(minutes=5)
+    # LIVE is taken at collection, minutes before this runs in the whole suite.
+    wall = datetime.now(UTC).replace(tzinfo=None)
+    assert abs(clocks.now("credit-risk") - wall) < timedelta(minutes=1)
 
 
 def _policy(store: LoopStore) -> tuple[TriggerPolicy, list[dict[str, str]]]:

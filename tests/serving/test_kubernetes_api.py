@@ -247,10 +247,11 @@ def test_running_a_pipeline_submits_a_workflow_from_its_template_with_the_resolv
     run = backend.run_pipeline("train", TRAIN)
 
     [post] = kube.requests_for("POST", WORKFLOWS.path(NS))
-    grid = load_model_spec(settings().models_dir, MODEL).training.param_grid
+    training = load_model_spec(settings().models_dir, MODEL).training
     expected = {
         **TRAIN,
-        "branches": json.dumps(list(range(len(grid)))),
+        "branches": json.dumps(list(range(len(training.param_grid)))),
+        "labels": training.labels,
         "sabotage": "none",
         "as_of": "now",
     }
