@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,7 +75,13 @@ def settings_from(env: dict[str, str]) -> Settings:
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """`loopstack up` once per session; `loopstack down` (and a kill of any leftover) at the end."""
-    env = stack_env(tmp_path_factory.mktemp("stack") / ".loopstack")
+    with running_stack(stack_env(tmp_path_factory.mktemp("stack") / ".loopstack")) as stack:
+        yield stack
+
+
+@contextmanager
+def running_stack(env: dict[str, str]) -> Iterator[Stack]:
+    """`loopstack up` with `env`; on exit `loopstack down` and a kill of any leftover."""
     up = run_cli(env, "up")
     settings = settings_from(env)
     try:

@@ -17,11 +17,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from loopstack.core.processes import Supervisor, free_port, pid_alive, stop_group
+from loopstack.core.processes import Supervisor, free_port, pid_alive
 from mlflow.models import infer_signature
 from sklearn.linear_model import LinearRegression
 
-from tests.conftest import PROJECT_DIR, Stack, run_cli, settings_from, stack_env
+from tests.conftest import PROJECT_DIR, Stack, run_cli, running_stack, settings_from, stack_env
 
 pytestmark = pytest.mark.integration
 
@@ -111,17 +111,8 @@ def second(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
     env["LOOPSTACK_PROJECT_DIR"] = str(_project_with_a_broken_spec(base))
     env["LOOPSTACK_MLFLOW__TRACKING_URI"] = stack.settings.mlflow_tracking_uri
     env["LOOPSTACK_DRIFT__DETECTOR_URL"] = f"http://127.0.0.1:{stack.settings.drift.detector_port}"
-    up = run_cli(env, "up")
-    settings = settings_from(env)
-    try:
-        assert up.returncode == 0, f"loopstack up failed:\n{up.stdout}\n{up.stderr}"
-        yield Stack(settings, env)
-    finally:
-        run_cli(env, "down")
-        # The supervisor first: it would start again what is stopped after it.
-        leftovers = Supervisor(settings.state_path).recorded()
-        for leftover in sorted(leftovers, key=lambda p: p.name != "supervisor"):
-            stop_group(leftover.pid, grace=2)
+    with running_stack(env) as second:
+        yield second
 
 
 def _register_toy(uri: str) -> str:

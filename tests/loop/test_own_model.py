@@ -27,11 +27,10 @@ import pytest
 from loopstack.client import LoopstackClient
 from loopstack.core.errors import NotFound
 from loopstack.core.modelspec import load_model_spec
-from loopstack.core.processes import Supervisor, stop_group
 from loopstack.core.settings import Settings
 from loopstack.loop.stats import MIN_EARLY_ROLLBACK_PAIRS
 
-from tests.conftest import PROJECT_DIR, run_cli, settings_from, stack_env
+from tests.conftest import PROJECT_DIR, run_cli, running_stack, settings_from, stack_env
 from tests.own_model.data import CITY, MODEL, lay_out_project
 
 # The scenario runs in the first test's setup: about 4 minutes on an idle 2-core machine, over
@@ -247,72 +246,73 @@ def replayed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replayed]:
     # Issue 19: a project folder needs the checkout's pipelines/ ("no pipeline 'train'").
     (project / "pipelines").symlink_to(PROJECT_DIR / "pipelines")
     env = _env(project)
-    up = run_cli(env, "up")
-    settings = settings_from(env)
-    driver = _Driver(env, base)
-    try:
-        assert up.returncode == 0, f"loopstack up failed:\n{up.stdout}\n{up.stderr}"
-        # The city's facts are one row dated the day before the data set: serve it online.
-        # The API imports Feast on first use (~10 s; more on a busy machine, past the CLI's
-        # 30 s timeout): the call is idempotent, so ask again.
-        for _ in range(4):
-            loaded = run_cli(
-                env, "features", "materialize", "--from", "2011-12-30", "--to", "2012-01-02"
+    with running_stack(env) as stack:
+        settings = stack.settings
+        driver = _Driver(env, base)
+        try:
+            # The city's facts are one row dated the day before the data set: serve it online.
+            # The API imports Feast on first use (~10 s; more on a busy machine, past the CLI's
+            # 30 s timeout): the call is idempotent, so ask again.
+            for _ in range(4):
+                loaded = run_cli(
+                    env, "features", "materialize", "--from", "2011-12-30", "--to", "2012-01-02"
+                )
+                if "timed out" not in loaded.stderr:
+                    break
+            assert loaded.returncode == 0, loaded.stdout + loaded.stderr
+            # The first version, on the label file's window; the loop makes it the champion.
+            start, end = (t.date().isoformat() for t in FIRST_WINDOW)
+            first = run_cli(env, "pipeline", "run", "train", "--model", MODEL, "--from", start,
+                            "--to", end, "--param", f"as_of={end}T00:00:00Z")  # fmt: skip
+            assert first.returncode == 0, first.stdout + first.stderr
+            first_run = driver.client.get("/v1/pipelines/runs", limit=1)[0]
+            first_run = driver.finished_run(first_run["run_id"])
+
+            def champion_ready() -> bool:
+                ready = driver.http.get(f"/v2/models/{MODEL}/ready")
+                return ready.status_code == 200
+
+            _wait("the loop to deploy the first version", champion_ready)
+
+            # May and June, each month's outcomes in one batch after its days: May by the CLI
+            # (prediction ids), June by the API (entity key and event time).
+            may = _replay(
+                driver, _between(rows, FED_BACK[0], BY_ENTITY_FROM), 31, driver.send_by_cli
             )
-            if "timed out" not in loaded.stderr:
-                break
-        assert loaded.returncode == 0, loaded.stdout + loaded.stderr
-        # The first version, on the label file's window; the loop makes it the champion.
-        start, end = (t.date().isoformat() for t in FIRST_WINDOW)
-        first = run_cli(env, "pipeline", "run", "train", "--model", MODEL, "--from", start,
-                        "--to", end, "--param", f"as_of={end}T00:00:00Z")  # fmt: skip
-        assert first.returncode == 0, first.stdout + first.stderr
-        first_run = driver.client.get("/v1/pipelines/runs", limit=1)[0]
-        first_run = driver.finished_run(first_run["run_id"])
+            june = _replay(
+                driver, _between(rows, BY_ENTITY_FROM, FED_BACK[1]), 30,
+                lambda days: driver.send_by_api(days, by_entity=True),
+            )  # fmt: skip
+            before = pd.concat(
+                [may.assign(how="cli"), june.assign(how="entity")], ignore_index=True
+            )
+            _wait_offline(settings, len(before))
+            retrain = run_cli(env, "retrain", MODEL, "--reason", "test: train on fed-back outcomes")
+            assert retrain.returncode == 0, retrain.stdout + retrain.stderr
+            fired = [d for d in driver.history()["decisions"] if d["kind"] == "trigger_fired"]
+            retrain_run = driver.finished_run(fired[-1]["pipeline_run_id"])
+            phase = _wait(
+                "the loop to take up the retraining",
+                lambda: (p := _phase(driver)) != "training" and p,
+            )
+            assert phase == "shadow", (
+                f"no shadow after the retraining: {driver.history()['decisions'][-3:]}"
+            )
+            challenger = str(driver.history()["state"]["challenger"])
 
-        def champion_ready() -> bool:
-            ready = driver.http.get(f"/v2/models/{MODEL}/ready")
-            return ready.status_code == 200
-
-        _wait("the loop to deploy the first version", champion_ready)
-
-        # May and June, each month's outcomes in one batch after its days: May by the CLI
-        # (prediction ids), June by the API (entity key and event time).
-        may = _replay(driver, _between(rows, FED_BACK[0], BY_ENTITY_FROM), 31, driver.send_by_cli)
-        june = _replay(
-            driver, _between(rows, BY_ENTITY_FROM, FED_BACK[1]), 30,
-            lambda days: driver.send_by_api(days, by_entity=True),
-        )  # fmt: skip
-        before = pd.concat([may.assign(how="cli"), june.assign(how="entity")], ignore_index=True)
-        _wait_offline(settings, len(before))
-        retrain = run_cli(env, "retrain", MODEL, "--reason", "test: train on fed-back outcomes")
-        assert retrain.returncode == 0, retrain.stdout + retrain.stderr
-        fired = [d for d in driver.history()["decisions"] if d["kind"] == "trigger_fired"]
-        retrain_run = driver.finished_run(fired[-1]["pipeline_run_id"])
-        phase = _wait(
-            "the loop to take up the retraining", lambda: (p := _phase(driver)) != "training" and p
-        )
-        assert phase == "shadow", (
-            f"no shadow after the retraining: {driver.history()['decisions'][-3:]}"
-        )
-        challenger = str(driver.history()["state"]["challenger"])
-
-        # Summer days until the challenger is decided, outcomes by prediction id via the API.
-        after = _replay(
-            driver, _between(rows, FED_BACK[1], SHADOW_LAST + timedelta(days=1)), 2,
-            lambda days: driver.send_by_api(days, by_entity=False),
-            until=lambda: _decided(driver, challenger),
-        )  # fmt: skip
-        _wait(f"a decision on v{challenger}", lambda: _decided(driver, challenger), timeout=30)
-        shadow = driver.client.get(
-            "/v1/predictions", model=MODEL, version=challenger, route="shadow", limit=1000
-        )["items"]
-        yield Replayed(rows, first_run, retrain_run, before, after, shadow, driver.history())
-    finally:
-        driver.close()
-        run_cli(env, "down")
-        for leftover in Supervisor(settings.state_path).recorded():
-            stop_group(leftover.pid, grace=2)
+            # Summer days until the challenger is decided, outcomes by prediction id via the API.
+            after = _replay(
+                driver, _between(rows, FED_BACK[1], SHADOW_LAST + timedelta(days=1)), 2,
+                lambda days: driver.send_by_api(days, by_entity=False),
+                until=lambda: _decided(driver, challenger),
+            )  # fmt: skip
+            _wait(f"a decision on v{challenger}", lambda: _decided(driver, challenger), timeout=30)
+            shadow = driver.client.get(
+                "/v1/predictions", model=MODEL, version=challenger, route="shadow", limit=1000
+            )["items"]
+            yield Replayed(rows, first_run, retrain_run, before, after, shadow, driver.history())
+        finally:
+            driver.close()
 
 
 def _training_set(run: dict[str, Any]) -> tuple[pd.DataFrame, dict[str, Any]]:
