@@ -10,10 +10,11 @@ UV := $(or $(shell command -v uv 2>/dev/null),$(TOOLS)/uv/bin/uv)
 VENV_STAMP := .venv/.synced
 DRIFT_DIR := platform/drift-runtime
 DRIFT_STAMP := $(DRIFT_DIR)/.venv/.synced
+BUNDLE := platform/loopstack/bundled
 MODEL ?= bike-demand
 export PATH := $(TOOLS)/bin:$(PATH)
 
-.PHONY: help install demo test bench lint up down clean drift-env system-deps readme k8s-tools charts
+.PHONY: help install demo test bench lint up down clean drift-env system-deps readme k8s-tools charts bundle dist
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -71,7 +72,22 @@ down: install ## Stop the embedded stack
 clean: ## Stop the stack and remove state, caches and environments
 	-[ -x .venv/bin/loopstack ] && .venv/bin/loopstack down
 	-[ -x .venv/bin/loopstack ] && LOOPSTACK_STATE_DIR=.loopstack-demo .venv/bin/loopstack down
-	rm -rf .loopstack .loopstack-demo .venv $(DRIFT_DIR)/.venv $(TOOLS) .pytest_cache .mypy_cache .ruff_cache bench/results reports
+	rm -rf .loopstack .loopstack-demo .venv $(DRIFT_DIR)/.venv $(TOOLS) .pytest_cache .mypy_cache .ruff_cache bench/results reports dist
+
+bundle: | $(UV) ## Link the top-level pipelines and the drift runtime (sources, lock) into the package
+	cd $(DRIFT_DIR) && $(UV) export --quiet --frozen --no-dev --no-emit-project --no-header -o requirements.txt
+	rm -f $(BUNDLE)/pipelines/*.py $(BUNDLE)/drift-runtime/src/loopstack_drift/*.py
+	mkdir -p $(BUNDLE)/pipelines $(BUNDLE)/drift-runtime/src/loopstack_drift
+	for f in pipelines/*.py; do ln -sfn ../../../../$$f $(BUNDLE)/pipelines/; done
+	for f in pyproject.toml uv.lock requirements.txt PROTOCOL.md; do \
+		ln -sfn ../../../drift-runtime/$$f $(BUNDLE)/drift-runtime/$$f; done
+	for f in $(DRIFT_DIR)/src/loopstack_drift/*.py; do \
+		ln -sfn ../../../../../drift-runtime/src/loopstack_drift/$$(basename $$f) $(BUNDLE)/drift-runtime/src/loopstack_drift/; done
+
+dist: bundle ## Build the sdist and the wheel into dist/ (pipelines and drift runtime inside)
+	rm -rf dist
+	$(UV) build --out-dir dist
+	@ls dist
 
 readme: install ## Regenerate the README's configuration table from the settings model
 	$(UV) run python -m loopstack.core.settings_doc README.md

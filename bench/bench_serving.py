@@ -19,6 +19,12 @@ without decoding them.
   a message in its answer raises. (`grpc.aio` costs the generator ~0.6-0.9 ms of CPU per call
   against ~0.2 ms for either raw client: at concurrency 1 that sits in every round trip, and
   gRPC would be measured with a handicap REST does not carry.)
+The input forms line serves a numeric model (`bench-numeric`: the credit logistic on balance
+and income) on the same Loopstack server and sends it the same rows as one tensor per column and
+as one `[N, F]` tensor (1 and 64 rows a request, concurrency 8, REST JSON and gRPC contents):
+the matrix/columns throughput ratio must not fall below 1 (`--only forms` runs just that).
+Beside it, what differs between the two forms is timed in-process, without the network, the model
+and the events both share: decode, split and check, build the frame (best of 7 timings, CPU).
 A third pair of servers gives each protocol's floor: a no-op answer on the same server stack
 (FastAPI on uvicorn for REST, `grpc.aio` for gRPC), so the table shows what one call costs
 before any model, codec or event work, and the gRPC/REST ratio that stack alone allows.
@@ -30,9 +36,10 @@ Points are measured in `--rounds` rounds, the order reversed every other round (
 REST/gRPC interleaved at each concurrency), and each figure is the median over rounds; every
 ratio compares figures of the same run (the machine has 2 cores and is shared).
 
-    uv run python bench/bench_serving.py [--seconds 3] [--rounds 5]
+    uv run python bench/bench_serving.py [--seconds 3] [--rounds 5] [--only all|forms]
 
-Writes bench/results/serving.json and prints a table with the ratios to the targets.
+Writes bench/results/serving.json (serving-forms.json with `--only forms`) and prints a table
+with the ratios to the targets.
 """
 
 from __future__ import annotations
@@ -55,6 +62,11 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "feature_repo" / "data"
 MODEL = "bench-credit"
 ROW = {"student": "No", "balance": 774.07, "income": 46082.04}
+NUMERIC = "bench-numeric"
+NUMERIC_ROW = {"balance": 774.07, "income": 46082.04}
+FORMS = ("columns", "matrix")
+FORM_ROWS = (1, 64)
+FORM_CONCURRENCY = 8
 SERVER_CORE, LOAD_CORE = 0, 1
 GRPC_METHOD = "/inference.GRPCInferenceService/ModelInfer"
 CONCURRENCY = (1, 8, 32)
@@ -205,6 +217,24 @@ def register(tracking: str) -> list[str]:
         versions.append(
             str(client.create_model_version(MODEL, info.model_uri, model_id=info.model_id).version)
         )
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    numeric = make_pipeline(StandardScaler(), LogisticRegression()).fit(
+        frame[list(NUMERIC_ROW)], frame["default"]
+    )
+    with mlflow.start_run():
+        sample = frame[list(NUMERIC_ROW)].head(5)
+        info = mlflow.sklearn.log_model(
+            numeric,
+            name="model",
+            signature=infer_signature(sample, numeric.predict_proba(sample)[:, 1]),
+            serialization_format="cloudpickle",
+            pip_requirements=["scikit-learn"],
+        )
+    client.create_registered_model(NUMERIC)
+    client.create_model_version(NUMERIC, info.model_uri, model_id=info.model_id)
     return versions
 
 
@@ -233,6 +263,32 @@ def wait_ready(url: str, timeout: float = 120) -> None:
 
 
 # --- load ----------------------------------------------------------------------------------
+def form_bodies(form: str, rows: int) -> tuple[bytes, bytes]:
+    """`rows` numeric rows as v2 JSON and as a serialized gRPC request: one tensor per column
+    (`columns`) or one `[rows, F]` tensor in signature order (`matrix`)."""
+    from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
+
+    tensor = pb.ModelInferRequest.InferInputTensor
+    if form == "matrix":
+        flat = [v for _ in range(rows) for v in NUMERIC_ROW.values()]
+        shape = [rows, len(NUMERIC_ROW)]
+        json_inputs = [{"name": "input-0", "datatype": "FP64", "shape": shape, "data": flat}]
+        grpc_inputs = [tensor(name="input-0", datatype="FP64", shape=shape,
+                              contents=pb.InferTensorContents(fp64_contents=flat))]  # fmt: skip
+    else:
+        json_inputs = [
+            {"name": k, "datatype": "FP64", "shape": [rows], "data": [v] * rows}
+            for k, v in NUMERIC_ROW.items()
+        ]
+        grpc_inputs = [
+            tensor(name=k, datatype="FP64", shape=[rows],
+                   contents=pb.InferTensorContents(fp64_contents=[v] * rows))
+            for k, v in NUMERIC_ROW.items()
+        ]  # fmt: skip
+    request = pb.ModelInferRequest(model_name=NUMERIC, inputs=grpc_inputs)
+    return json.dumps({"inputs": json_inputs}).encode(), request.SerializeToString()
+
+
 def v2_body() -> bytes:
     """One row as an OIP v2 JSON request."""
     inputs = [
@@ -268,10 +324,10 @@ def grpc_body() -> bytes:
 class _Rest:
     """One raw HTTP/1.1 keep-alive connection."""
 
-    def __init__(self, port: int, body: bytes) -> None:
+    def __init__(self, port: int, body: bytes, model: str = MODEL) -> None:
         self.port = port
         self.request = (
-            f"POST /v2/models/{MODEL}/infer HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"POST /v2/models/{model}/infer HTTP/1.1\r\nHost: 127.0.0.1\r\n"
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
         ).encode() + body
         self.reader: asyncio.StreamReader | None = None
@@ -398,14 +454,19 @@ async def _drive(clients: list[Any], until: float, lat: list[float]) -> None:
 
 
 async def _measure(
-    kind: str, target: str, concurrency: int, seconds: float, server_pid: int
+    kind: str, target: str, concurrency: int, seconds: float, server_pid: int, form: str = ""
 ) -> dict[str, float]:
-    if kind == "rest":
-        body = v2_body()
-        clients: list[Any] = [_Rest(int(target), body) for _ in range(concurrency)]
+    """One point; `form` (`columns-N` / `matrix-N`) sends N numeric rows in that form."""
+    if form:
+        name, rows = form.split("-")
+        rest_body, grpc_body_ = form_bodies(name, int(rows))
+        model = NUMERIC
     else:
-        body = grpc_body()
-        clients = [_Grpc(target, body) for _ in range(concurrency)]
+        rest_body, grpc_body_, model = v2_body(), grpc_body(), MODEL
+    if kind == "rest":
+        clients: list[Any] = [_Rest(int(target), rest_body, model) for _ in range(concurrency)]
+    else:
+        clients = [_Grpc(target, grpc_body_) for _ in range(concurrency)]
     try:
         await _drive(clients, time.perf_counter() + 1.0, [])  # connect and warm up
         lat: list[float] = []
@@ -425,18 +486,21 @@ async def _measure(
     }
 
 
-def run_load(kind: str, target: str, concurrency: int, seconds: float, server_pid: int) -> None:
+def run_load(
+    kind: str, target: str, concurrency: int, seconds: float, server_pid: int, form: str
+) -> None:
     """Child mode: print one JSON measurement."""
-    print(json.dumps(asyncio.run(_measure(kind, target, concurrency, seconds, server_pid))))
+    point = asyncio.run(_measure(kind, target, concurrency, seconds, server_pid, form))
+    print(json.dumps(point))
 
 
 def measure(
-    kind: str, target: str, concurrency: int, seconds: float, server_pid: int
+    kind: str, target: str, concurrency: int, seconds: float, server_pid: int, form: str = ""
 ) -> dict[str, float]:
     """Run the load generator in its own process, pinned to the load core."""
     argv = [sys.executable, __file__, "--load", kind, target, str(concurrency), str(seconds)]
     done = subprocess.run(
-        [*argv, str(server_pid)],
+        [*argv, str(server_pid), form],
         capture_output=True,
         text=True,
         timeout=seconds + 60,
@@ -458,7 +522,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="timed seconds per point")
     parser.add_argument("--rounds", type=int, default=5, help="rounds; figures are medians")
+    parser.add_argument(
+        "--only", choices=("all", "forms"), default="all", help="forms: only the input forms"
+    )
     opts = parser.parse_args()
+    everything = opts.only == "all"
     work = Path(tempfile.mkdtemp(prefix="bench-serving-"))
     tracking = f"sqlite:///{work / 'mlflow.db'}"
     os.environ["MLFLOW_ARTIFACT_ROOT"] = str(work / "artifacts")
@@ -475,13 +543,15 @@ def main() -> None:
 
     try:
         here = [sys.executable, __file__]
-        bare = start(
-            [*here, "--bare", tracking, versions[0], str(bare_port), str(bare_grpc)], "bare.log"
-        )
-        floor = {
-            "rest": start([*here, "--floor", "rest", str(floor_rest)], "floor-rest.log"),
-            "grpc": start([*here, "--floor", "grpc", str(floor_grpc)], "floor-grpc.log"),
-        }
+        if everything:
+            bare = start(
+                [*here, "--bare", tracking, versions[0], str(bare_port), str(bare_grpc)],
+                "bare.log",
+            )
+            floor = {
+                "rest": start([*here, "--floor", "rest", str(floor_rest)], "floor-rest.log"),
+                "grpc": start([*here, "--floor", "grpc", str(floor_grpc)], "floor-grpc.log"),
+            }
         from loopstack.core.settings import Settings
         from loopstack.serving.traffic import TrafficSplit, TrafficStore
 
@@ -491,7 +561,8 @@ def main() -> None:
             mlflow={"tracking_uri": tracking},
             serving={"rest_port": ls_port, "grpc_port": ls_grpc, "async_inference": False},
         )
-        TrafficStore(settings.state_path / "serving" / "traffic.db").set(
+        traffic = TrafficStore(settings.state_path / "serving" / "traffic.db")
+        traffic.set(
             TrafficSplit(
                 model=MODEL,
                 champion=versions[0],
@@ -500,15 +571,25 @@ def main() -> None:
                 canary_percent=10,
             )
         )
+        traffic.set(TrafficSplit(model=NUMERIC, champion="1"))
         env = {**os.environ, **settings.as_env()}
         ours = start([sys.executable, "-m", "loopstack.serving.server"], "loopstack.log", env)
-        wait_ready(f"http://127.0.0.1:{bare_port}/v2/models/{MODEL}/ready")
         wait_ready(f"http://127.0.0.1:{ls_port}/v2/models/{MODEL}/ready")
+        wait_ready(f"http://127.0.0.1:{ls_port}/v2/models/{NUMERIC}/ready")
+        loopstack = {"rest": (str(ls_port), ours), "grpc": (f"127.0.0.1:{ls_grpc}", ours)}
+        results: dict[str, Any] = {"seconds_per_point": opts.seconds, "rounds": opts.rounds}
+        if not everything:
+            results["input_forms"] = _measure_forms(loopstack, opts.rounds, opts.seconds)
+            results["load_average"] = os.getloadavg()
+            _write(results, "serving-forms.json")
+            _forms_table(results["input_forms"])
+            return
+        wait_ready(f"http://127.0.0.1:{bare_port}/v2/models/{MODEL}/ready")
         wait_ready(f"http://127.0.0.1:{floor_rest}/docs")
         # server -> protocol -> (load generator target, server pid)
         servers = {
             "bare": {"rest": (str(bare_port), bare), "grpc": (f"127.0.0.1:{bare_grpc}", bare)},
-            "loopstack": {"rest": (str(ls_port), ours), "grpc": (f"127.0.0.1:{ls_grpc}", ours)},
+            "loopstack": loopstack,
             "floor": {
                 "rest": (str(floor_rest), floor["rest"]),
                 "grpc": (f"127.0.0.1:{floor_grpc}", floor["grpc"]),
@@ -522,22 +603,18 @@ def main() -> None:
                     target, pid = servers[server][kind]
                     point = measure(kind, target, concurrency, opts.seconds, pid)
                     samples.setdefault((server, kind, concurrency), []).append(point)
-        results: dict[str, Any] = {
-            "seconds_per_point": opts.seconds,
-            "rounds": opts.rounds,
-            "points": [
-                {"server": s, "protocol": k, "concurrency": c, **_median_point(samples[(s, k, c)])}
-                for k in ("rest", "grpc")
-                for c in CONCURRENCY
-                for s in servers
-            ],
-        }
+        results["points"] = [
+            {"server": s, "protocol": k, "concurrency": c, **_median_point(samples[(s, k, c)])}
+            for k in ("rest", "grpc")
+            for c in CONCURRENCY
+            for s in servers
+        ]
         results["ratios"] = _ratios(results["points"])
+        results["input_forms"] = _measure_forms(loopstack, opts.rounds, opts.seconds)
         results["load_average"] = os.getloadavg()
-        out = ROOT / "bench" / "results" / "serving.json"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(results, indent=2) + "\n")
+        _write(results, "serving.json")
         _table(results)
+        _forms_table(results["input_forms"])
     finally:
         for proc in procs:
             try:
@@ -545,6 +622,103 @@ def main() -> None:
                 proc.wait(10)
             except (ProcessLookupError, subprocess.TimeoutExpired):
                 os.killpg(proc.pid, 9)
+
+
+def _write(results: dict[str, Any], name: str) -> None:
+    out = ROOT / "bench" / "results" / name
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+
+
+def _measure_forms(
+    loopstack: dict[str, tuple[str, int]], rounds: int, seconds: float
+) -> dict[str, Any]:
+    """The same numeric rows as columns and as one `[N, F]` tensor, interleaved per round."""
+    samples: dict[tuple[str, str, int], list[dict[str, float]]] = {}
+    order = [(k, f, n) for n in FORM_ROWS for k in ("rest", "grpc") for f in FORMS]
+    for round_ in range(rounds):
+        for kind, form, rows in order[::-1] if round_ % 2 else order:
+            target, pid = loopstack[kind]
+            point = measure(kind, target, FORM_CONCURRENCY, seconds, pid, f"{form}-{rows}")
+            samples.setdefault((kind, form, rows), []).append(point)
+    points: list[dict[str, Any]] = [
+        {"protocol": k, "form": f, "rows": n, "concurrency": FORM_CONCURRENCY,
+         **_median_point(samples[(k, f, n)])}
+        for k, f, n in order
+    ]  # fmt: skip
+    by = {(p["protocol"], p["form"], p["rows"]): p for p in points}
+    ratios = [
+        {"protocol": k, "rows": n,
+         "throughput_ratio": by[(k, "matrix", n)]["rps"] / by[(k, "columns", n)]["rps"],
+         "server_cpu_ratio": by[(k, "matrix", n)]["server_cpu_ms"]
+         / by[(k, "columns", n)]["server_cpu_ms"]}
+        for n in FORM_ROWS
+        for k in ("rest", "grpc")
+    ]  # fmt: skip
+    return {"points": points, "ratios": ratios, "in_process": _form_codec_costs()}
+
+
+def _form_codec_costs() -> list[dict[str, Any]]:
+    """Per form, rows and protocol: microseconds from request bytes to the model's frame."""
+    import timeit
+
+    from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
+    from loopstack.serving.codec import decode_grpc, decode_v2
+    from loopstack.serving.schema import Column, ModelSchema
+
+    schema = ModelSchema([Column(n, "double", "FP64", "float", "float64") for n in NUMERIC_ROW])
+
+    def to_frame(score: Any) -> None:
+        checked: Any = ()
+        if score.matrix is not None:  # as the runtime does
+            columns, done = schema.split(score.matrix)
+            score.columns = columns
+            checked = columns.keys() if done else ()
+        schema.build(schema.check(score.columns, score.rows, (), checked))
+
+    costs: list[dict[str, Any]] = []
+    for rows in FORM_ROWS:
+        per: dict[tuple[str, str], float] = {}
+        for form in FORMS:
+            rest, grpc = form_bodies(form, rows)
+            calls = {
+                "rest": lambda rest=rest: to_frame(decode_v2(rest, {}, NUMERIC, None).score),
+                "grpc": lambda grpc=grpc: to_frame(
+                    decode_grpc(pb.ModelInferRequest.FromString(grpc)).score
+                ),
+            }
+            for kind, call in calls.items():
+                best = min(timeit.repeat(call, number=300, repeat=7, timer=time.process_time))
+                per[(kind, form)] = best / 300 * 1e6
+        for kind in ("rest", "grpc"):
+            costs.append({
+                "protocol": kind, "rows": rows, "columns_us": per[(kind, "columns")],
+                "matrix_us": per[(kind, "matrix")],
+                "ratio": per[(kind, "matrix")] / per[(kind, "columns")],
+            })  # fmt: skip
+    return costs
+
+
+def _forms_table(forms: dict[str, Any]) -> None:
+    print(f"\ninput forms: {NUMERIC}, concurrency {FORM_CONCURRENCY}, one [N, F] tensor vs columns")
+    print(f"{'proto':5} {'form':8} {'rows':>4} {'req/s':>8} {'p99 ms':>8} {'cpu ms/req':>10}")
+    for p in forms["points"]:
+        print(
+            f"{p['protocol']:5} {p['form']:8} {p['rows']:>4} {p['rps']:>8.0f} "
+            f"{p['p99_ms']:>8.2f} {p['server_cpu_ms']:>10.2f}"
+        )
+    print("matrix/columns (target: throughput >= 1.0)")
+    for r in forms["ratios"]:
+        print(
+            f"{r['protocol']:5} rows={r['rows']:<3} throughput {r['throughput_ratio']:.2f}  "
+            f"cpu/req {r['server_cpu_ratio']:.2f}"
+        )
+    print("in-process, request bytes to the model's frame (target: matrix/columns <= 1.0)")
+    for c in forms["in_process"]:
+        print(
+            f"{c['protocol']:5} rows={c['rows']:<3} columns {c['columns_us']:.1f} us  "
+            f"matrix {c['matrix_us']:.1f} us  ratio {c['ratio']:.2f}"
+        )
 
 
 def _ratios(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -605,6 +779,9 @@ if __name__ == "__main__":
     elif len(sys.argv) > 1 and sys.argv[1] == "--floor":
         run_floor(sys.argv[2], int(sys.argv[3]))
     elif len(sys.argv) > 1 and sys.argv[1] == "--load":
-        run_load(sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5]), int(sys.argv[6]))
+        form = sys.argv[7] if len(sys.argv) > 7 else ""
+        run_load(
+            sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5]), int(sys.argv[6]), form
+        )
     else:
         main()

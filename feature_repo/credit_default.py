@@ -33,8 +33,10 @@ credit_customers_source = FileSource(
 customer_credit = FeatureView(
     name="customer_credit",
     entities=[customer],
-    # A snapshot stays usable for a year: long enough for every 2011 prediction.
-    ttl=timedelta(days=366),
+    # A snapshot is the account as last seen and stays valid until the next one: no expiry
+    # (0, as in Feast). Serving judges rows against the TTL at request time, and a live request
+    # today for a 2011 snapshot must still be answered.
+    ttl=timedelta(0),
     schema=[
         Field(name="student", dtype=String, description="Yes/No; also the quality segment."),
         Field(name="balance", dtype=Float64, description="Average card balance (USD)."),

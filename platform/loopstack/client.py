@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import ssl
+import tarfile
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -152,6 +156,43 @@ class LoopstackClient:
         result: dict[str, Any] = self.post(f"/v1/models/{model}/promote", body)
         return result
 
+    def register_model(
+        self,
+        model: str,
+        *,
+        run_id: str | None = None,
+        artifact_path: str = "model",
+        uri: str | None = None,
+        path: str | Path | None = None,
+        as_of: str | None = None,
+        holdout: tuple[str, str] | None = None,
+        timeout: float = 600.0,
+    ) -> dict[str, Any]:
+        """Adopt an MLflow model trained outside Loopstack as a new version of `model`.
+
+        Give exactly one source: `run_id` (a run of the stack's MLflow; its model named
+        `artifact_path`), `uri` (an MLflow model URI the API reads: `runs:/`, `models:/`, a
+        store URL; never a path on its disk) or `path` (a local
+        MLflow model folder, uploaded). The answer holds the version, the gate verdict, whether
+        it is the challenger now, and its lineage. `holdout`: the (from, to) ISO dates of the
+        labelled window the gate holds out from (default: the champion's training window).
+
+        Raises:
+            InvalidInput: no signature, missing or extra columns, or an unsupported flavour
+                (the message names them and the fix).
+            NotFound: no spec for the model, or no model at the source.
+        """
+        body: dict[str, Any] = {"run_id": run_id, "artifact_path": artifact_path, "uri": uri,
+                                "as_of": as_of}  # fmt: skip
+        if path is not None:
+            body.update(archive=_archive(Path(path)), path=str(Path(path).resolve()))
+        if holdout is not None:
+            body.update(holdout_from=holdout[0], holdout_to=holdout[1])
+        result: dict[str, Any] = self.request(
+            "POST", f"/v1/models/{model}/versions", json=body, timeout=timeout
+        )
+        return result
+
     def rollback(
         self, model: str, reason: str | None = None, force: bool = False
     ) -> dict[str, Any]:
@@ -164,7 +205,27 @@ class LoopstackClient:
         result: dict[str, Any] = self.post(f"/v1/models/{model}/rollback", body)
         return result
 
+    def apply_features(self, dry_run: bool = False) -> dict[str, Any]:
+        """Validate and apply the stack's feature repository; the plan (`changes`, `applied`).
+
+        Raises:
+            InvalidInput: the repository holds a definition Feast or the offline engine cannot
+                use (a 422 naming the file, the object and the fix); nothing is applied.
+        """
+        result: dict[str, Any] = self.post("/v1/features/apply", {"dry_run": dry_run})
+        return result
+
     def health(self) -> dict[str, Any]:
         """The API's `/healthz` answer."""
         result: dict[str, Any] = self.get("/healthz")
         return result
+
+
+def _archive(folder: Path) -> str:
+    """A local MLflow model folder as the base64 tar.gz the register route takes."""
+    if not (folder / "MLmodel").is_file():
+        raise InvalidInput(f"{folder} holds no MLmodel file: give the folder of an MLflow model")
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        tar.add(folder, arcname="model")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")

@@ -40,7 +40,7 @@ def test_apply_registers_one_service_per_model_and_the_push_source(features: Fea
     }
     assert {v.name: v.ttl.total_seconds() for v in store.list_feature_views()} == {
         "city_demand_lags": 2 * 3600,
-        "customer_credit": 366 * 86400,
+        "customer_credit": 0,  # no expiry
     }
 
 

@@ -2,18 +2,18 @@
 
 A user's project (`tests/own_model/project`: `seattle-weather`, the day's maximum temperature in
 Seattle from the day's other readings; real NOAA data from the `vega-datasets` test dependency)
-on a stack of its own. The first version trains on a label file of Jan-Apr 2012 only. May and
-June are replayed with their event times as request times; their outcomes go back only through
-`loopstack feedback send` (May, by prediction id) and `POST /v1/feedback` (June, by entity key and
-event time). A retraining asked for through the CLI must then train on exactly those outcomes,
-and its challenger must be decided (promoted or rolled back) on paired shadow answers of the
-summer days replayed after it.
+on a stack of its own, whose loop runs this model only (not the project's `seattle-sky`). The
+first version trains on a label file of Jan-Apr 2012 only. May and June are replayed with their
+event times as request times; their outcomes go back only through `loopstack feedback send`
+(May, by prediction id) and `POST /v1/feedback` (June, by entity key and event time). A
+retraining asked for through the CLI must then train on exactly those outcomes, and its
+challenger must be decided (promoted or rolled back) on paired shadow answers of the summer days
+replayed after it.
 """
 
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -30,8 +30,15 @@ from loopstack.core.modelspec import load_model_spec
 from loopstack.core.settings import Settings
 from loopstack.loop.stats import MIN_EARLY_ROLLBACK_PAIRS
 
-from tests.conftest import PROJECT_DIR, run_cli, running_stack, settings_from, stack_env
+from tests.conftest import run_cli, running_stack, settings_from
 from tests.own_model.data import CITY, MODEL, lay_out_project
+from tests.own_model.stack import (
+    finished_run,
+    materialize_facts,
+    project_env,
+    train_first_version,
+    wait,
+)
 
 # The scenario runs in the first test's setup: about 4 minutes on an idle 2-core machine, over
 # 10 on a loaded one, past the suite's 900 s default.
@@ -46,7 +53,6 @@ BY_ENTITY_FROM = datetime(2012, 6, 1, tzinfo=UTC)
 SHADOW_LAST = datetime(2012, 9, 30, tzinfo=UTC)
 """The replay after the retraining stops here at the latest: a decision comes well before."""
 INPUTS = ["month", "precipitation", "temp_min", "wind"]
-WAIT_S = 240
 
 
 @dataclass
@@ -63,34 +69,6 @@ class Replayed:
     shadow: list[dict[str, Any]]
     """The challenger's shadow predictions, as `GET /v1/predictions` lists them."""
     history: dict[str, Any]
-
-
-def _env(project: Path) -> dict[str, str]:
-    env = stack_env(project / ".loopstack")
-    env.update({
-        "LOOPSTACK_PROJECT_DIR": str(project),
-        "LOOPSTACK_LOOP__MODELS": json.dumps([MODEL]),
-        # The project is not the checkout: the drift runtime's interpreter lives in the
-        # checkout (issue 19 makes it installable on its own).
-        "LOOPSTACK_DRIFT__PYTHON": str(PROJECT_DIR / "platform/drift-runtime/.venv/bin/python"),
-        "LOOPSTACK_FEEDBACK__PUSH_SOURCES": "{}",  # the bundled bike lags are not in this repo
-        "LOOPSTACK_SERVING__ACCEPT_REQUEST_TIME": "true",  # a replay of 2012
-        "LOOPSTACK_SERVING__ASYNC_INFERENCE": "false",
-        "LOOPSTACK_LOOP__TICK_S": "0.5",
-        "LOOPSTACK_FEEDBACK__SWEEP_INTERVAL_S": "1",
-        "LOOPSTACK_DRIFT__SWEEP_INTERVAL_S": "1",
-    })  # fmt: skip
-    return env
-
-
-def _wait(what: str, check: Any, timeout: float = WAIT_S) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.25)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 class _Driver:
@@ -155,21 +133,10 @@ class _Driver:
                 return False
             return found.get("outcome") is not None
 
-        _wait(f"the feedback consumer to join outcome of {prediction_ids[-1]}", joined)
+        wait(f"the feedback consumer to join outcome of {prediction_ids[-1]}", joined)
 
     def history(self) -> dict[str, Any]:
         return self.client.get(f"/v1/models/{MODEL}/history")
-
-    def finished_run(self, run_id: str) -> dict[str, Any]:
-        run = _wait(
-            f"pipeline run {run_id}",
-            lambda: (
-                (r := self.client.get(f"/v1/pipelines/runs/{run_id}"))["status"] != "running" and r
-            ),
-            timeout=600,
-        )
-        assert run["status"] == "succeeded", f"run {run_id} {run['status']}: {run['error']}"
-        return dict(run)
 
     def close(self) -> None:
         self.client.close()
@@ -227,7 +194,7 @@ def _wait_offline(settings: Settings, count: int) -> None:
         except EmptyWindow:
             return False
 
-    _wait(f"{count} fed-back labels in the offline store", exported, timeout=60)
+    wait(f"{count} fed-back labels in the offline store", exported, timeout=60)
 
 
 def _decided(driver: _Driver, version: str) -> bool:
@@ -243,36 +210,14 @@ def replayed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replayed]:
     base = tmp_path_factory.mktemp("own-model")
     project = base / "project"
     rows = lay_out_project(project, FIRST_WINDOW)
-    # Issue 19: a project folder needs the checkout's pipelines/ ("no pipeline 'train'").
-    (project / "pipelines").symlink_to(PROJECT_DIR / "pipelines")
-    env = _env(project)
+    env = project_env(project, MODEL)
     with running_stack(env) as stack:
         settings = stack.settings
         driver = _Driver(env, base)
         try:
-            # The city's facts are one row dated the day before the data set: serve it online.
-            # The API imports Feast on first use (~10 s; more on a busy machine, past the CLI's
-            # 30 s timeout): the call is idempotent, so ask again.
-            for _ in range(4):
-                loaded = run_cli(
-                    env, "features", "materialize", "--from", "2011-12-30", "--to", "2012-01-02"
-                )
-                if "timed out" not in loaded.stderr:
-                    break
-            assert loaded.returncode == 0, loaded.stdout + loaded.stderr
+            materialize_facts(env)
             # The first version, on the label file's window; the loop makes it the champion.
-            start, end = (t.date().isoformat() for t in FIRST_WINDOW)
-            first = run_cli(env, "pipeline", "run", "train", "--model", MODEL, "--from", start,
-                            "--to", end, "--param", f"as_of={end}T00:00:00Z")  # fmt: skip
-            assert first.returncode == 0, first.stdout + first.stderr
-            first_run = driver.client.get("/v1/pipelines/runs", limit=1)[0]
-            first_run = driver.finished_run(first_run["run_id"])
-
-            def champion_ready() -> bool:
-                ready = driver.http.get(f"/v2/models/{MODEL}/ready")
-                return ready.status_code == 200
-
-            _wait("the loop to deploy the first version", champion_ready)
+            first_run = train_first_version(env, MODEL, FIRST_WINDOW)
 
             # May and June, each month's outcomes in one batch after its days: May by the CLI
             # (prediction ids), June by the API (entity key and event time).
@@ -289,9 +234,12 @@ def replayed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replayed]:
             _wait_offline(settings, len(before))
             retrain = run_cli(env, "retrain", MODEL, "--reason", "test: train on fed-back outcomes")
             assert retrain.returncode == 0, retrain.stdout + retrain.stderr
-            fired = [d for d in driver.history()["decisions"] if d["kind"] == "trigger_fired"]
-            retrain_run = driver.finished_run(fired[-1]["pipeline_run_id"])
-            phase = _wait(
+            fired = wait(  # decisions are queued: the history may not hold it yet
+                "the retraining's trigger_fired decision",
+                lambda: [d for d in driver.history()["decisions"] if d["kind"] == "trigger_fired"],
+            )
+            retrain_run = finished_run(driver.client, fired[-1]["pipeline_run_id"])
+            phase = wait(
                 "the loop to take up the retraining",
                 lambda: (p := _phase(driver)) != "training" and p,
             )
@@ -306,7 +254,7 @@ def replayed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replayed]:
                 lambda days: driver.send_by_api(days, by_entity=False),
                 until=lambda: _decided(driver, challenger),
             )  # fmt: skip
-            _wait(f"a decision on v{challenger}", lambda: _decided(driver, challenger), timeout=30)
+            wait(f"a decision on v{challenger}", lambda: _decided(driver, challenger), timeout=30)
             shadow = driver.client.get(
                 "/v1/predictions", model=MODEL, version=challenger, route="shadow", limit=1000
             )["items"]

@@ -73,3 +73,16 @@ def test_garbage_predictions_are_the_worst_loss_not_missing() -> None:
     assert np.isfinite(loss).all() and loss[1] == loss[2] > loss[0]
     evidence = paired_evidence(np.zeros(3), loss)
     assert evidence.mean_difference < 0 and evidence.as_dict()["n"] == 3
+
+
+def test_class_losses_are_brier_for_two_classes_and_log_loss_for_more() -> None:
+    from loopstack.loop.stats import class_losses
+
+    binary = [{"0": 0.3, "1": 0.7}, {"0": 0.9, "1": 0.1}, None]
+    assert class_losses(binary, ["1", "1", "0"]).tolist() == pytest.approx(
+        [*losses("classification", [0.7, 0.1], [1, 1]), 1.0]  # a failed answer: the worst
+    )
+    three = [{"sun": 0.7, "rain": 0.2, "fog": 0.1}, {"sun": 0.5, "rain": 0.5, "fog": 0.0}]
+    got = class_losses([*three, None], ["rain", "fog", "sun"])
+    assert got[0] == pytest.approx(-math.log(0.2))
+    assert got[1] == got[2] == pytest.approx(-math.log(1e-12))  # clipped, not infinite

@@ -45,11 +45,11 @@ CASES = [
     ("v1 not json", V1, b"{not json", 400, "not valid JSON"),
     ("v1 no instances", V1, dumps({"rows": []}).encode(), 400, "instances"),
     (
-        "v1 positional instance",
+        "v1 list row of the wrong width",
         V1,
         dumps({"instances": [[1, 2]]}).encode(),
         400,
-        "keyed by field name",
+        "has 2 value(s) per row; the model reads 15, in this order",
     ),
     (
         "v1 missing field",
@@ -248,16 +248,19 @@ def test_a_model_whose_versions_cannot_load_is_not_ready(served: Served) -> None
 
     store = TrafficStore(served.settings.state_path / "serving" / "traffic.db")
     store.set(TrafficSplit(model="serving-ghost", champion="999"))
-    deadline = time.monotonic() + 30
-    answer = None
-    while time.monotonic() < deadline:
-        answer = httpx.post(
-            f"{served.rest}/v1/models/serving-ghost:predict", json={"instances": [{"a": 1}]}
-        )
-        if answer.status_code == 503 and "failed to load" in answer.json()["error"]:
-            break
-        time.sleep(0.2)
-    assert answer is not None and answer.status_code == 503, answer.text if answer else None
-    assert answer.headers["retry-after"] == "1"
-    ready = httpx.get(f"{served.rest}/v2/models/serving-ghost/ready")
-    assert ready.status_code == 503 and ready.headers["retry-after"] == "1"
+    try:
+        deadline = time.monotonic() + 30
+        answer = None
+        while time.monotonic() < deadline:
+            answer = httpx.post(
+                f"{served.rest}/v1/models/serving-ghost:predict", json={"instances": [{"a": 1}]}
+            )
+            if answer.status_code == 503 and "failed to load" in answer.json()["error"]:
+                break
+            time.sleep(0.2)
+        assert answer is not None and answer.status_code == 503, answer.text if answer else None
+        assert answer.headers["retry-after"] == "1"
+        ready = httpx.get(f"{served.rest}/v2/models/serving-ghost/ready")
+        assert ready.status_code == 503 and ready.headers["retry-after"] == "1"
+    finally:  # an unloadable deployment keeps the shared server unready
+        store.remove("serving-ghost")

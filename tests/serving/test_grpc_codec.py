@@ -110,7 +110,23 @@ def test_decode_keeps_id_version_parameters_and_requested_outputs() -> None:
         (_request(Tensor(name="a", datatype="FP16", shape=[1])), "cannot travel in contents"),
         (_request(Tensor(name="a", datatype="NOPE", shape=[1]), raw=[b"\0"]), "unknown datatype"),
         (_request(_fp64("a", [1.0], shape=[2])), "needs 2 values, got 1"),
-        (_request(_fp64("a", [1.0, 2.0], shape=[1, 2])), "one column per input"),
+        (_request(_fp64("a", [1.0, 2.0], shape=[1, 1, 2])), "one column per input"),
+        (
+            _request(_fp64("a", [1.0, 2.0], shape=[1, 2]), _fp64("b", [1.0, 2.0], shape=[1, 2])),
+            "are both",
+        ),
+        (
+            _request(
+                Tensor(
+                    name="x",
+                    datatype="BYTES",
+                    shape=[1, 2],
+                    contents=Contents(bytes_contents=[b"No", b"1.5"]),
+                )
+            ),
+            "must be numeric",
+        ),
+        (_request(_fp64("x", [1.0, 2.0], shape=[1, 2]), _fp64("b", [1.0, 2.0])), "have 1"),
         (_request(_fp64("a", [1.0]), _fp64("a", [2.0])), "sent twice"),
         (_request(_fp64("a", [1.0]), _fp64("b", [1.0, 2.0])), "other inputs have 1"),
         (

@@ -7,10 +7,6 @@ what the caller saw (and the features the server fetched when an entity key was 
 from __future__ import annotations
 
 import asyncio
-import json
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,6 +14,8 @@ import numpy as np
 import pytest
 from kserve import InferenceGRPCClient, InferenceRESTClient, InferInput, InferRequest, RESTConfig
 from kserve.protocol.infer_type import to_http_parameters
+
+from tests.triton_client import triton_calls
 
 from .conftest import BIKE, BIKE_FEATURES, CREDIT, Served, bike_full_row, bike_row
 
@@ -80,10 +78,11 @@ def test_v2_rest_without_entity_key(served: Served) -> None:
     assert answer.status_code == 200, answer.text
     got = answer.json()
     assert got["model_version"] == served.versions["v1"]
-    assert got["parameters"]["prediction_id"] == got["id"]
+    assert got["id"] == "caller-1"  # echoed, as the OIP requires
+    pid = got["parameters"]["prediction_id"]
     prediction = got["outputs"][0]
     assert prediction["name"] == "prediction" and prediction["shape"] == [1]
-    data = served.events({got["id"]})[got["id"]]["data"]
+    data = served.events({pid})[pid]["data"]
     assert data["outputs"]["prediction"] == pytest.approx(prediction["data"][0])
     assert "features" not in data and data["request_id"] == "caller-1"
 
@@ -158,22 +157,24 @@ def test_kserve_rest_and_grpc_clients(served: Served) -> None:
 
 
 def test_tritonclient_http_and_grpc(served: Served) -> None:
-    request = {"rest": served.rest.removeprefix("http://"), "grpc": served.grpc, "model": BIKE,
-               "row": bike_row(), "parameters": {"city_id": "dc"}}  # fmt: skip
-    done = subprocess.run(
-        [sys.executable, str(Path(__file__).with_name("triton_probe.py")), json.dumps(request)],
-        capture_output=True, text=True, timeout=120, check=False,
+    infer = {"kind": "infer", "model": BIKE, "inputs": _v2_inputs(bike_row()),
+             "parameters": {"city_id": "dc"}}  # fmt: skip
+    ready = {"kind": "model_ready", "model": BIKE}
+    http_ready, grpc_ready, meta, http_answer, grpc_answer, grpc_error = triton_calls(
+        served.rest, served.grpc,
+        [{**ready, "protocol": "http"}, {**ready, "protocol": "grpc"},
+         {"kind": "model_metadata", "protocol": "grpc", "model": BIKE},
+         {**infer, "protocol": "http"}, {**infer, "protocol": "grpc"},
+         {**infer, "protocol": "grpc", "inputs": _v2_inputs({"nonsense": 1.0})}],
     )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    got = json.loads(done.stdout.strip().splitlines()[-1])
-    assert got["ready"] == [True, True] and set(got["grpc_inputs"]) == set(bike_full_row())
-    http_answer, grpc_answer = got["http"]["response"], got["grpc"]["response"]
+    assert [http_ready["ready"], grpc_ready["ready"]] == [True, True]
+    assert {t["name"] for t in meta["metadata"]["inputs"]} == set(bike_full_row())
     assert http_answer["parameters"]["model_version"] == served.versions["v1"]
     assert grpc_answer["model_version"] == served.versions["v1"]
     events = served.events({http_answer["id"], grpc_answer["id"]})
-    for side in ("http", "grpc"):
-        data = events[got[side]["response"]["id"]]["data"]
-        assert data["outputs"]["prediction"] == pytest.approx(got[side]["prediction"][0])
+    for answer in (http_answer, grpc_answer):
+        data = events[answer["id"]]["data"]
+        assert data["outputs"]["prediction"] == pytest.approx(answer["outputs"]["prediction"][0])
         assert data["entity_key"] == {"city_id": "dc"}
-    assert got["grpc_error"]["status"] == "StatusCode.INVALID_ARGUMENT"
-    assert "nonsense" in got["grpc_error"]["message"]
+    assert grpc_error["error"]["status"] == "StatusCode.INVALID_ARGUMENT"
+    assert "nonsense" in grpc_error["error"]["message"]

@@ -49,7 +49,7 @@ def secured(
         "tls": tls,
     })  # fmt: skip
     spec = serving_process(settings)
-    assert spec.health_url == f"https://127.0.0.1:{settings.serving.rest_port}/v2/health/ready"
+    assert spec.health_url == f"https://127.0.0.1:{settings.serving.rest_port}/v2/health/live"
     supervisor = stack_supervisor(settings)  # health checks present the client certificate
     running = supervisor.start(spec)
     try:

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from loopstack.monitoring.drift.store import DriftStore
     from loopstack.monitoring.feedback.service import FeedbackService
     from loopstack.monitoring.feedback.why import PredictionWhy
+    from loopstack.pipelines.adoption import ModelAdoption
     from loopstack.registry.registry import ModelRegistry
     from loopstack.serving.backends.base import Backend
     from loopstack.serving.deployments import DeploymentService
@@ -96,6 +97,13 @@ class Services:
         return ModelRegistry(
             self.settings.mlflow_tracking_uri, self.publisher, source="loopstack/api"
         )
+
+    @cached_property
+    def adoption(self) -> ModelAdoption:
+        """Registers models trained outside Loopstack (`loopstack models register`)."""
+        from loopstack.pipelines.adoption import ModelAdoption
+
+        return ModelAdoption(self.settings, self.model_registry)
 
     @cached_property
     def backend(self) -> Backend:

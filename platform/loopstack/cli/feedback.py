@@ -29,7 +29,9 @@ _SHOWN = (
     "precision",
     "recall",
     "f1",
+    "macro_f1",
     "auc",
+    "log_loss",
     "calibration_error",
     "override_rate",
 )

@@ -10,6 +10,7 @@ from loopstack import __version__
 from loopstack.cli import (
     audit,
     auth,
+    drift_runtime,
     events,
     features,
     feedback,
@@ -22,6 +23,7 @@ from loopstack.cli import (
     why,
 )
 from loopstack.cli.drift import drift
+from loopstack.cli.init import init
 from loopstack.cli.output import console, fail_on_errors
 from loopstack.core.settings import Settings, load_settings
 
@@ -50,6 +52,8 @@ app.command("quality")(feedback.quality)
 app.command("retrain")(loop.retrain)
 app.command("history")(loop.history)
 app.command("why")(why.why)
+app.add_typer(drift_runtime.app, name="drift-runtime")
+app.command("init")(init)
 
 
 @app.callback()

@@ -17,7 +17,7 @@ app = typer.Typer(help="Predictions flagged for human review, and their decision
 
 
 def _value(raw: str) -> Any:
-    """A label as typed: 1, 0.5, true, "yes" (JSON when it parses, else the text)."""
+    """A label as typed: 1, 0.5, rain (JSON when it parses, else the text)."""
     try:
         return json.loads(raw)
     except ValueError:
@@ -60,7 +60,9 @@ def queue(
 def decide(
     ctx: typer.Context,
     prediction_id: Annotated[str, typer.Argument(help="A flagged prediction's id")],
-    outcome: Annotated[str, typer.Option(help="The true label or value (0/1 for a classifier)")],
+    outcome: Annotated[
+        str, typer.Option(help="The true value: one of the model's classes (e.g. 1, rain)")
+    ],
     note: Annotated[str | None, typer.Option(help="Why (kept with the decision)")] = None,
 ) -> None:
     """Record your decision on a flagged prediction (a human outcome; you are the reviewer)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,10 +37,13 @@ class Component:
 
 
 def _venv_bin(program: str) -> str:
+    """A console script of Loopstack's environment: beside its python, else on PATH (a
+    `pip install --user` puts scripts in ~/.local/bin)."""
     path = Path(sys.executable).parent / program
-    if not path.exists():
-        raise DependencyMissing(program, "run `make install` (uv sync --frozen)")
-    return str(path)
+    found = str(path) if path.exists() else shutil.which(program)
+    if found is None:
+        raise DependencyMissing(program, "reinstall loopstack (in a checkout: `make install`)")
+    return found
 
 
 def stack_supervisor(settings: Settings) -> Supervisor:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
+import httpx
 from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -13,6 +15,7 @@ from loopstack.cli.output import console
 from loopstack.cli.stack import (
     SUPERVISOR,
     Component,
+    StackStatus,
     embedded_components,
     prepare_state,
     stack_status,
@@ -22,6 +25,7 @@ from loopstack.core.errors import ConfigurationError, DependencyMissing
 from loopstack.core.modelspec import scan_model_specs
 from loopstack.core.processes import RunningProcess, Supervisor
 from loopstack.core.settings import Settings
+from loopstack.monitoring.detector_runtime import DRIFT_PYTHON_ENV
 
 __all__ = ["down", "status", "up"]
 
@@ -44,6 +48,7 @@ def up(settings: Settings) -> None:
             "chart instead (see README), or set LOOPSTACK_BACKEND=embedded"
         )
     _check_tls(settings)
+    _ensure_drift_runtime(settings)
     supervisor = stack_supervisor(settings)
     components = embedded_components(settings)
     prepare_state(settings)
@@ -51,7 +56,8 @@ def up(settings: Settings) -> None:
         program = component.spec.argv[0]
         if not Path(program).is_file():
             raise DependencyMissing(
-                f"{component.spec.name} ({program})", "run `make install` and `make drift-env`"
+                f"{component.spec.name} ({program})",
+                "reinstall loopstack (in a checkout: `make install`)",
             )
     dead = _clear_dead(supervisor, components)
     for component in components:
@@ -85,6 +91,24 @@ def up(settings: Settings) -> None:
     status(settings)
 
 
+def _ensure_drift_runtime(settings: Settings) -> None:
+    """The first `up` of a user installs the drift runtime (once, from the shipped lock); a
+    configured interpreter that does not exist is an error naming the setting instead."""
+    from loopstack.monitoring.detector_runtime import drift_python
+    from loopstack.monitoring.drift_env import install_drift_runtime
+    from loopstack.monitoring.errors import DriftRuntimeMissing
+
+    if settings.drift.detector_url is not None:
+        return
+    try:
+        drift_python(settings.drift.python, settings.project_dir.resolve())
+    except DriftRuntimeMissing as exc:
+        if settings.drift.python is not None or os.environ.get(DRIFT_PYTHON_ENV):
+            raise
+        console.print(f"{exc}: installing it now (once; `loopstack drift-runtime install`)")
+        install_drift_runtime(say=console.print)
+
+
 def _check_tls(settings: Settings) -> None:
     """Mutual TLS refuses the stack's own health checks unless they present a certificate."""
     if settings.tls.client_ca_file is not None and settings.tls.client_cert_file is None:
@@ -96,13 +120,18 @@ def _check_tls(settings: Settings) -> None:
 
 
 def _apply_features(settings: Settings, progress: Progress) -> None:
-    """Register the Feast repository's definitions (idempotent: Feast applies only the diff)."""
-    from loopstack.features.store import apply
+    """Register the Feast repository's definitions (idempotent: Feast applies only the diff).
+
+    The same validation and apply as `loopstack features apply`: a refused definition stops `up`
+    with the same message (file, object, fix)."""
+    from loopstack.features.store import apply_repo
 
     task = progress.add_task("applying the Feast repository", total=None)
-    apply(settings)
+    plan = apply_repo(settings)
     progress.update(
-        task, description=f"[green]feature repository applied[/] ({settings.feature_repo_dir})"
+        task,
+        description=f"[green]feature repository applied[/] ({settings.feature_repo_dir}: "
+        f"{len(plan.changes)} change(s))",
     )
 
 
@@ -181,8 +210,9 @@ def _cancel_pipeline_runs(settings: Settings) -> None:
 
 
 def status(settings: Settings) -> bool:
-    """Print the component table and any model whose spec does not load; True when every
-    component is healthy (a broken model is reported, and is that model's problem only)."""
+    """Print the component table, any model whose spec does not load, and why the inference
+    server is not ready; True when every component is healthy and the server ready (a deployed
+    version that fails to load is reported and counts; a broken spec is that model's only)."""
     rows = stack_status(settings)
     table = Table(title=f"Loopstack ({settings.backend}) — state in {settings.state_path}")
     for column in ("component", "state", "url", "pid", "restarts"):
@@ -202,7 +232,32 @@ def status(settings: Settings) -> bool:
     elif any(r.state == "stale" for r in rows):
         console.print("a component died and no supervisor runs: `loopstack up` starts it again")
     _print_broken_models(settings)
-    return all(r.state == "healthy" for r in rows)
+    ready = _serving_ready(settings, rows)
+    return all(r.state == "healthy" for r in rows) and ready
+
+
+def _serving_ready(settings: Settings, rows: list[StackStatus]) -> bool:
+    """Whether a running inference server serves every deployed version; prints why not."""
+    serving = next((r for r in rows if r.name == "serving" and r.state == "healthy"), None)
+    if serving is None or not serving.url:
+        return True  # not running: the component table already says so
+    try:
+        answer = httpx.get(
+            f"{serving.url}/v2/health/ready", timeout=5, verify=stack_supervisor(settings).verify
+        )
+    except httpx.HTTPError as exc:
+        console.print(f"[yellow]serving readiness unknown[/]: {escape(str(exc))}", highlight=False)
+        return False
+    if answer.is_success:
+        return True
+    try:
+        reason = str(answer.json().get("error") or answer.text)
+    except ValueError:
+        reason = answer.text
+    console.print(
+        f"[red]serving is not ready[/]: {escape(reason)}", highlight=False, soft_wrap=True
+    )
+    return False
 
 
 def _restarts(count: int, at: float | None) -> str:

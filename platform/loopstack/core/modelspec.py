@@ -172,10 +172,22 @@ class ModelSpec(_Spec):
     target: str
     """Label column."""
     entity: EntitySpec
-    feature_service: str
-    """Feast FeatureService the model reads."""
+    feature_service: str | None = None
+    """Feast FeatureService the model reads; None: the model reads request fields only (served
+    without a feature lookup; no training data in the feature store, so it is trained outside
+    and adopted with `loopstack models register`, and gated on labels only when there are)."""
     request_fields: list[str] = Field(default_factory=list)
     """Fields the caller sends with each request (not from the feature store)."""
+    classes: list[int | str] | None = None
+    """Classifiers: the labels an outcome may take (two for binary, more for multiclass), in the
+    order class probabilities are answered; None: the labels of the training data."""
+    nullable_fields: list[str] = Field(default_factory=list)
+    """Numeric inputs that may be null or NaN (the model gets NaN); a null or NaN in any other
+    numeric input is answered 400 naming the field."""
+    stale_features: Literal["reject", "missing"] = "reject"
+    """A feature the online store has no row for, or whose row is older than its view's TTL at
+    request time: `reject` answers 4xx naming it; `missing` passes it to the model as NaN and
+    names it in the answer."""
     segments: list[str] = Field(default_factory=list)
     """Columns live quality is broken down by."""
     sensitive_fields: list[str] = Field(default_factory=list)

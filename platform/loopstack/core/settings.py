@@ -207,7 +207,9 @@ class DriftSettings(_Section):
     detector_url: str | None = None
     """Use an external detector server instead of the embedded one."""
     python: Path | None = None
-    """Interpreter of the drift runtime; default `platform/drift-runtime/.venv/bin/python`."""
+    """Interpreter of the drift runtime; default the checkout's `platform/drift-runtime/.venv`
+    (`make drift-env`), else the per-user one `loopstack drift-runtime install` sets up
+    (`$XDG_DATA_HOME/loopstack/drift-runtime-<version>/`; `loopstack up` installs it if missing)."""
     store_url: str | None = None
     """SQLAlchemy URL of the drift consumer's store (windows, results, processed ids); default
     SQLite under the state dir (PostgreSQL at scale)."""
@@ -283,7 +285,8 @@ class KubernetesSettings(_Section):
     namespace: str = "loopstack"
     """Namespace for InferenceServices and Workflows."""
     crds_dir: Path = Path("../shared/crds")
-    """Folder of upstream CRD YAML files manifests are validated against (relative to project_dir)."""
+    """Folder of upstream CRD YAML files the test suite validates rendered manifests against
+    (relative to project_dir); nothing else reads it, and those checks skip without it."""
     image: str = "ghcr.io/loopstack/loopstack:0.1.0"
     """Platform image: management API, consumers, pipeline steps and the model runtime."""
     drift_image: str = "ghcr.io/loopstack/drift-runtime:0.1.0"
@@ -305,7 +308,8 @@ class Settings(BaseSettings):
     )
 
     project_dir: Path = Path(".")
-    """Project root holding `models/`, `pipelines/` and `feature_repo/`."""
+    """Project root holding `models/`, `feature_repo/` and optionally `pipelines/`
+    (`loopstack init DIR` scaffolds one)."""
     state_dir: Path = Path(".loopstack")
     """Where the embedded stack keeps pid files, logs and data (relative to project_dir)."""
     backend: Literal["embedded", "kubernetes"] = "embedded"
@@ -383,7 +387,8 @@ class Settings(BaseSettings):
 
     @property
     def pipelines_dir(self) -> Path:
-        """Folder of pipeline definitions."""
+        """Folder of the project's own pipeline definitions (optional: they add to, or override
+        by name, the built-in `train` and `batch-score` the package ships)."""
         return self.resolve(Path("pipelines"))
 
     @property

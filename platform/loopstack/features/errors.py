@@ -9,8 +9,10 @@ from loopstack.core.errors import ConfigurationError, InvalidInput, NotFound
 __all__ = [
     "EmptyWindow",
     "EntityNotFound",
+    "FeatureDefinitionRefused",
     "FeatureRepoInvalid",
     "FeaturesOutsideTtl",
+    "StaleFeatures",
     "InvalidWindow",
     "UnknownFeatureService",
     "UnknownFeatureView",
@@ -86,3 +88,42 @@ class FeaturesOutsideTtl(InvalidInput):
 
 class FeatureRepoInvalid(ConfigurationError):
     """The feature repository (feature_repo/) is missing or malformed: the message names the fix."""
+
+
+class FeatureDefinitionRefused(FeatureRepoInvalid):
+    """A definition in feature_repo/ Feast or the offline engine cannot use: fix it, apply again.
+
+    A 422 rather than the 500 of other configuration errors: the API refuses the repository's
+    content, which the caller can fix, and applies nothing.
+    """
+
+    http_status = 422
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__(
+            "feature repository refused, nothing applied: " + "; ".join(problems)
+            if len(problems) == 1
+            else f"feature repository refused ({len(problems)} problems), nothing applied: "
+            + "; ".join(f"({i}) {p}" for i, p in enumerate(problems, 1))
+        )
+        self.problems = problems
+
+
+class StaleFeatures(InvalidInput):
+    """Features are missing or older than their view's TTL at request time (`reject` policy).
+
+    422: the request is well formed, but the features it needs are not fresh enough to answer.
+    """
+
+    http_status = 422
+
+    def __init__(self, model: str, problems: list[str]) -> None:
+        shown = "; ".join(problems[:5]) + (
+            f"; ... ({len(problems)} in all)" if len(problems) > 5 else ""
+        )
+        super().__init__(
+            f"model {model!r} needs fresh features: {shown}; push or materialize newer rows, "
+            "send the features with the request, or set `stale_features: missing` in the model "
+            "spec to pass them to the model as missing (NaN)"
+        )
+        self.problems = problems

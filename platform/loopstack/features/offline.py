@@ -77,10 +77,11 @@ def _local(source: object) -> FileSource | None:
     return None
 
 
-def seed_datasets(contents: RepoContents, feast_folder: Path) -> list[str]:
+def seed_datasets(contents: RepoContents, feast_folder: Path, write: bool = True) -> list[str]:
     """Point label and push batch sources at their state-dir datasets; (re)write their seeds.
 
     Call after relative paths are made absolute. Returns the names of the sources moved.
+    `write=False` (a dry run) only points the sources: no folder or seed is written.
     """
     labels = {s.tags.get(LABEL_SOURCE_TAG) for s in contents.feature_services} - {None}
     pushed: list[FileSource] = []
@@ -97,8 +98,9 @@ def seed_datasets(contents: RepoContents, feast_folder: Path) -> list[str]:
         if not is_label and not any(file is p for p in pushed):
             continue
         folder = offline_dir(feast_folder) / file.name
-        folder.mkdir(parents=True, exist_ok=True)
-        _seed(Path(file.path), folder / SEED, file.timestamp_field, is_label)
+        if write:
+            folder.mkdir(parents=True, exist_ok=True)
+            _seed(Path(file.path), folder / SEED, file.timestamp_field, is_label)
         file.file_options.uri = str(folder / _GLOB)
         if not is_label:
             file.created_timestamp_column = WRITTEN_AT

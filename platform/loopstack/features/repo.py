@@ -11,9 +11,12 @@ from feast import Entity, FeatureService, FeatureView
 from feast.data_source import DataSource, PushSource
 from feast.repo_contents import RepoContents
 
-from loopstack.features.errors import FeatureRepoInvalid
+from loopstack.features.errors import FeatureDefinitionRefused, FeatureRepoInvalid
 
-__all__ = ["definition_files", "load_repo"]
+__all__ = ["Origins", "definition_files", "kind_of", "load_repo"]
+
+Origins = dict[tuple[str, str], Path]
+"""(kind, name) -> the file that defines the object, for messages that name the file to fix."""
 
 # Same exclusions as `.feastignore`: the data folder holds scripts, not definitions.
 _IGNORED_DIRS = {"data", "__pycache__", ".ipynb_checkpoints"}
@@ -42,12 +45,17 @@ def _import(path: Path, repo_dir: Path) -> ModuleType:
     try:
         spec.loader.exec_module(module)
     except Exception as exc:  # any error in user definitions is a repo error, shown whole
-        raise FeatureRepoInvalid(f"{path} failed to import: {exc!r}; fix the definition") from exc
+        raise FeatureDefinitionRefused(
+            [f"{path} failed to import: {exc!r}; fix the definition"]
+        ) from exc
     return module
 
 
-def load_repo(repo_dir: Path) -> RepoContents:
-    """Collect entities, data sources, feature views and feature services, like `feast apply`."""
+def load_repo(repo_dir: Path, origins: Origins | None = None) -> RepoContents:
+    """Collect entities, data sources, feature views and feature services, like `feast apply`.
+
+    `origins`, when given, is filled with the file of each object (first definition wins).
+    """
     contents = RepoContents(
         projects=[],
         data_sources=[],
@@ -63,6 +71,8 @@ def load_repo(repo_dir: Path) -> RepoContents:
     def add(bucket: list[Any], obj: object) -> None:
         if not any(o is obj for o in bucket):
             bucket.append(obj)
+        if origins is not None:
+            origins.setdefault((kind_of(obj), str(getattr(obj, "name", ""))), path)
 
     for path in definition_files(repo_dir):
         module = _import(path, repo_dir)
@@ -84,3 +94,16 @@ def load_repo(repo_dir: Path) -> RepoContents:
     if len(names) != len(set(names)):
         raise FeatureRepoInvalid(f"{repo_dir}: two feature views share a name: {sorted(names)}")
     return contents
+
+
+def kind_of(obj: object) -> str:
+    """How messages name a Feast object's kind: `feature view`, `data source`, ..."""
+    for kind, cls in (
+        ("feature view", FeatureView),
+        ("feature service", FeatureService),
+        ("entity", Entity),
+        ("data source", DataSource),
+    ):
+        if isinstance(obj, cls):
+            return kind
+    return type(obj).__name__

@@ -8,6 +8,7 @@ registry and the online store live (the state dir, never the repository).
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,17 +16,24 @@ from urllib.parse import unquote, urlsplit
 
 import yaml
 from feast import FeatureStore, FileSource, RepoConfig
-from feast.feature_view import DUMMY_ENTITY
+from feast.diff.property_diff import TransitionType
+from feast.diff.registry_diff import RegistryDiff
+from feast.feature_view import DUMMY_ENTITY, DUMMY_ENTITY_NAME
 from feast.repo_contents import RepoContents
 from feast.repo_operations import extract_objects_for_apply_delete
+from google.protobuf.message import Message
 
 from loopstack.core.settings import FeaturesSettings, Settings
-from loopstack.features.errors import FeatureRepoInvalid, InvalidWindow
+from loopstack.features.errors import FeatureDefinitionRefused, FeatureRepoInvalid, InvalidWindow
 from loopstack.features.offline import seed_datasets
-from loopstack.features.repo import load_repo
+from loopstack.features.repo import Origins, load_repo
+from loopstack.features.validation import check_definitions
 
 __all__ = [
+    "ApplyPlan",
+    "Change",
     "apply",
+    "apply_repo",
     "as_utc",
     "feast_dir",
     "materialize",
@@ -97,19 +105,69 @@ def open_store(settings: Settings) -> FeatureStore:
     return FeatureStore(config=repo_config(settings))
 
 
+@dataclass(frozen=True)
+class Change:
+    """One registry object the apply adds, changes or removes."""
+
+    action: str
+    """`add`, `change` or `remove`."""
+    kind: str
+    """Feast's object type: `entity`, `feature view`, `feature service`, `data source`, ..."""
+    name: str
+    properties: list[str] = field(default_factory=list)
+    """Changed properties of a `change` (e.g. `ttl`), as Feast's diff names them."""
+
+
+@dataclass(frozen=True)
+class ApplyPlan:
+    """What `features apply` changes in the registry, and whether it did."""
+
+    repo: str
+    changes: list[Change]
+    applied: bool
+    """False for a dry run (nothing written)."""
+
+
 def apply(settings: Settings, store: FeatureStore | None = None) -> FeatureStore:
     """Register `feature_repo/` in the registry and create online tables, like `feast apply`.
 
-    Objects in the registry that the repository no longer defines are deleted, as Feast does.
-    Label sources and the batch sources of push sources are registered at their datasets in
-    the state dir, seeded from the repository files (`loopstack.features.offline`).
+    The same checks and path rewriting as `apply_repo` (which also reports the plan).
     """
     store = store or open_store(settings)
-    contents = load_repo(settings.feature_repo_dir)
+    apply_repo(settings, store)
+    return store
+
+
+def apply_repo(
+    settings: Settings, store: FeatureStore | None = None, dry_run: bool = False
+) -> ApplyPlan:
+    """Validate `feature_repo/`, compute what changes in the registry, and (unless a dry run)
+    apply it, like `feast plan` + `feast apply` with Loopstack's file paths.
+
+    Objects in the registry that the repository no longer defines are deleted, as Feast does.
+    Label sources and the batch sources of push sources are registered at their datasets in
+    the state dir, seeded from the repository files (`loopstack.features.offline`); a dry run
+    writes no seed.
+
+    Raises:
+        FeatureDefinitionRefused: a definition Feast or the offline engine cannot use (the
+            message names the file, the object and the fix); nothing is applied.
+    """
+    store = store or open_store(settings)
+    origins: Origins = {}
+    contents = load_repo(settings.feature_repo_dir, origins)
+    check_definitions(contents, origins, settings.features.offline_store)
     _absolute_paths(contents, settings.feature_repo_dir)
     # Label and push sources read (and the feedback consumer writes) state-dir datasets.
-    seed_datasets(contents, feast_dir(settings))
+    seed_datasets(contents, feast_dir(settings), write=not dry_run)
     contents.entities.append(DUMMY_ENTITY)  # Feast registers it for entity-less views
+    try:
+        diff, _, _ = store.plan(contents)
+    except (ValueError, TypeError, KeyError) as exc:  # Feast's own validation and inference
+        raise FeatureDefinitionRefused([f"Feast rejects the repository: {exc}"]) from exc
+    plan = ApplyPlan(str(settings.feature_repo_dir), _changes(diff), applied=not dry_run)
+    if dry_run:
+        return plan
     to_apply, to_delete, _, _ = extract_objects_for_apply_delete(
         store.project, store.registry, contents
     )
@@ -117,7 +175,58 @@ def apply(settings: Settings, store: FeatureStore | None = None) -> FeatureStore
     objects = [*to_apply, *contents.data_sources]
     store.apply(objects, objects_to_delete=to_delete, partial=False)
     log.info("feast apply: %d objects applied, %d deleted", len(objects), len(to_delete))
-    return store
+    return plan
+
+
+_ACTIONS = {
+    TransitionType.CREATE: "add",
+    TransitionType.UPDATE: "change",
+    TransitionType.DELETE: "remove",
+}
+
+
+def _changes(diff: RegistryDiff) -> list[Change]:
+    out = []
+    for item in diff.feast_object_diffs:
+        action = _ACTIONS.get(item.transition_type)
+        kind = str(getattr(item.feast_object_type, "value", item.feast_object_type)).lower()
+        # The project object is Feast's bookkeeping, not a definition of the repository.
+        if action is None or item.name == DUMMY_ENTITY_NAME or kind == "project":
+            continue
+        properties = sorted(
+            {
+                p.property_name
+                for p in item.feast_object_property_diffs
+                if _differs(p.val_existing, p.val_declared)
+            }
+        )
+        if action == "change" and not properties:
+            continue
+        out.append(Change(action, kind.replace("_", " "), item.name, properties))
+    return out
+
+
+def _differs(existing: Any, declared: Any) -> bool:
+    """Whether a property really changed: Feast compares embedded data sources with their
+    registry timestamps (`meta`), so every apply would otherwise "change" a push source's view."""
+    if isinstance(existing, Message) and isinstance(declared, Message):
+        return _bare(existing) != _bare(declared)
+    return bool(existing != declared)
+
+
+def _bare(message: Message) -> bytes:
+    copy = type(message)()
+    copy.CopyFrom(message)
+    _clear_meta(copy)
+    return copy.SerializeToString(deterministic=True)
+
+
+def _clear_meta(message: Message) -> None:
+    for descriptor, value in message.ListFields():
+        if descriptor.name == "meta":
+            message.ClearField("meta")
+        elif descriptor.message_type is not None and not descriptor.is_repeated:
+            _clear_meta(value)
 
 
 def _absolute_paths(contents: RepoContents, repo_dir: Path) -> None:

@@ -266,6 +266,13 @@ def training_frame(
         raise InvalidWindow(start, end)
     if labels not in ("all", "feedback"):
         raise InvalidInput(f"labels must be 'all' or 'feedback', got {labels!r}")
+    if spec.feature_service is None:
+        raise FeatureRepoInvalid(
+            f"model {spec.name!r} reads request fields only (no feature_service), so the "
+            "feature store holds no training data for it: train it outside Loopstack and adopt "
+            f"it with `loopstack models register {spec.name}`, or give its spec a "
+            "feature_service whose label source holds the labels"
+        )
     store = store or open_store(settings)
     service = feature_service(store, spec.feature_service)
     source = label_source(store, service)

@@ -12,7 +12,7 @@ early in that direction can only cost a promotion, never add one.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from typing import Any, Literal
@@ -20,7 +20,15 @@ from typing import Any, Literal
 import numpy as np
 from scipy import stats
 
-__all__ = ["PairedEvidence", "Verdict", "losses", "paired_evidence", "required_samples", "verdict"]
+__all__ = [
+    "PairedEvidence",
+    "Verdict",
+    "class_losses",
+    "losses",
+    "paired_evidence",
+    "required_samples",
+    "verdict",
+]
 
 MIN_EARLY_ROLLBACK_PAIRS = 20
 """Fewer pairs than this never roll back on statistics (guards still do)."""
@@ -53,6 +61,40 @@ def losses(task: str, predictions: Sequence[float], outcomes: Sequence[float]) -
     # A garbage prediction (NaN, inf) counts as the worst loss, not as a hole in the sample.
     worst = 1.0 if task == "classification" else 10 * float(np.max(loss[finite], initial=1.0))
     return np.where(finite, loss, worst)
+
+
+_MIN_PROBABILITY = 1e-12
+"""Probabilities are clipped here before the log: a confident wrong answer costs 27.6, not inf."""
+
+
+def class_losses(
+    probabilities: Sequence[Mapping[str, float] | None], labels: Sequence[str | None]
+) -> np.ndarray:
+    """Per-request loss of a classifier's answers on the class each outcome names: the Brier
+    score on P(second class) for two classes (as `losses`), the log-loss for three or more.
+
+    Args:
+        probabilities: each answer's class -> probability in the model's order (None: the
+            request failed).
+        labels: each outcome's class, a key of the answer's probabilities (None: the outcome
+            names no class of that answer).
+    """
+    multiclass = any(p is not None and len(p) > 2 for p in probabilities)
+    worst = -math.log(_MIN_PROBABILITY) if multiclass else 1.0
+    out = np.full(len(labels), worst, dtype=float)
+    for i, (answer, label) in enumerate(zip(probabilities, labels, strict=True)):
+        if answer is None or label is None or label not in answer:
+            continue  # a failed answer or an unknown class is the worst loss, not a hole
+        p = answer[label]
+        if not math.isfinite(p):
+            continue
+        if len(answer) == 2:
+            second = list(answer)[1]
+            p_second = answer[second]
+            out[i] = (p_second - (1.0 if label == second else 0.0)) ** 2
+        else:
+            out[i] = -math.log(min(max(p, _MIN_PROBABILITY), 1.0))
+    return out
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ __all__ = [
     "DetectorNotFound",
     "DetectorRequestInvalid",
     "DetectorServerUnavailable",
+    "DriftRuntimeInstallFailed",
     "DriftRuntimeMissing",
 ]
 
@@ -36,16 +37,33 @@ class DetectorServerUnavailable(Unavailable):
     def __init__(self, url: str, reason: str) -> None:
         super().__init__(
             f"drift detector server at {url} is unavailable ({reason}); start it "
-            "(`loopstack up`, after `make drift-env`) or see its log"
+            "(`loopstack up`, after `loopstack drift-runtime install` or, in a checkout, "
+            "`make drift-env`) or see its log"
         )
 
 
 class DriftRuntimeMissing(DependencyMissing):
-    """The drift runtime's own environment (alibi-detect) is not installed: `make drift-env`."""
+    """The drift runtime's own environment (alibi-detect) is not installed: install it with
+    `loopstack drift-runtime install` (in a checkout, `make drift-env`)."""
 
-    def __init__(self, python: str) -> None:
+    def __init__(self, python: str, configured: bool = False) -> None:
         self.path = python
+        fix = (
+            "set LOOPSTACK_DRIFT__PYTHON to an existing drift runtime's python, or unset it and "
+            "run `loopstack drift-runtime install`"
+            if configured
+            else "run `loopstack drift-runtime install` (in a checkout: `make drift-env`)"
+        )
+        super().__init__(f"the drift runtime ({python})", fix)
+
+
+class DriftRuntimeInstallFailed(DependencyMissing):
+    """Setting up the drift runtime failed: the message names the command and its output's
+    end; fix the cause (network, disk, Python 3.11) and run `loopstack drift-runtime install`."""
+
+    def __init__(self, command: str, reason: str) -> None:
         super().__init__(
-            f"the drift runtime ({python})",
-            "run `make drift-env` (uv sync --frozen --project platform/drift-runtime)",
+            "the drift runtime",
+            f"installing it failed ({command}: {reason}); fix that and run "
+            "`loopstack drift-runtime install --force`",
         )

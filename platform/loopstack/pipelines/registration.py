@@ -43,19 +43,33 @@ def open_publisher(settings: Settings, name: str) -> Iterator[Publisher]:
 
 
 def git_sha(settings: Settings) -> str:
-    """The project's git commit, or `unknown` outside a checkout."""
+    """The project's git commit; else why there is none, for the lineage reader.
+
+    `not a git repository (DIR)` for a project outside git, `no commit yet (DIR)` for a repository
+    without one, and `unknown (git is not installed)` only when git itself is missing.
+    """
+    folder = settings.project_dir.resolve()
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=settings.project_dir,
+            ["git", "rev-parse", "--verify", "HEAD"],
+            cwd=folder,
             capture_output=True,
             text=True,
             timeout=10,
             check=False,
         )
-    except OSError:
-        return "unknown"
-    return out.stdout.strip() if out.returncode == 0 else "unknown"
+    except FileNotFoundError:
+        return "unknown (git is not installed)"
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"unknown (git failed: {exc})"
+    if out.returncode == 0:
+        return out.stdout.strip()
+    reason = out.stderr.strip().splitlines()[0] if out.stderr.strip() else ""
+    if "not a git repository" in reason:
+        return f"not a git repository ({folder})"
+    if "Needed a single revision" in reason or "unknown revision" in reason:
+        return f"no commit yet ({folder})"
+    return f"unknown (git: {reason or f'exit {out.returncode}'})"
 
 
 def _feature_views(settings: Settings, service_name: str) -> list[str]:
@@ -96,7 +110,9 @@ def register(ctx: StepContext) -> None:
     )
     tags = lineage_tags(
         feature_service=spec.feature_service,
-        feature_views=_feature_views(ctx.settings, spec.feature_service),
+        feature_views=_feature_views(ctx.settings, spec.feature_service)
+        if spec.feature_service
+        else [],
         training_window={"start": meta["start"], "end": meta["end"], "rows": meta["rows"]},
         data_fingerprint=meta["fingerprint"],
         git_sha=git_sha(ctx.settings),
@@ -105,6 +121,8 @@ def register(ctx: StepContext) -> None:
         metrics=evaluation["metrics"],
         gate=gate,
         labels=_label_counts(meta),
+        # A classifier's classes in its probability order: feedback validates outcomes with them.
+        **({"classes": evaluation["classes"]} if evaluation.get("classes") else {}),
     )
     client = MlflowClient(ctx.settings.mlflow_tracking_uri)
     _ensure_registered(client, spec.name)

@@ -45,7 +45,9 @@ def score_window(ctx: StepContext) -> None:
     path = ctx.output("predictions.parquet")
     out.to_parquet(path, index=False)
     mlflow.log_artifact(str(path), artifact_path="batch-score")
-    mlflow.log_metrics({"rows": len(out), "mean_prediction": float(out["prediction"].mean())})
+    mlflow.log_metric("rows", len(out))
+    if pd.api.types.is_numeric_dtype(out["prediction"]):  # a multiclass model answers classes
+        mlflow.log_metric("mean_prediction", float(out["prediction"].mean()))
     mlflow.set_tag("loopstack.scored_version", version)
 
 

@@ -13,8 +13,18 @@ import numpy as np
 import pandas as pd
 
 from loopstack.core.modelspec import ModelSpec, load_model_spec
+from loopstack.pipelines.classes import (
+    SpecOrderedClassifier,
+    label_value,
+    model_classes,
+    probabilities_in_order,
+)
 from loopstack.pipelines.context import StepContext
-from loopstack.pipelines.errors import DataValidationFailed, InvalidPipelineParams
+from loopstack.pipelines.errors import (
+    DataValidationFailed,
+    InvalidPipelineParams,
+    PipelineDefinitionError,
+)
 from loopstack.pipelines.metrics import better, task_metrics
 from loopstack.pipelines.modelcode import build_estimator, model_inputs
 
@@ -28,6 +38,7 @@ __all__ = [
     "split_holdout",
     "predict_output",
     "parse_window",
+    "training_classes",
 ]
 
 TIMESTAMP = "event_timestamp"
@@ -120,8 +131,8 @@ def validate_training_set(ctx: StepContext) -> None:
         problems.append(
             f"{int(frame[spec.target].isna().sum())} rows lack the target {spec.target!r}"
         )
-    if spec.task == "classification" and not set(frame[spec.target].dropna().unique()) <= {0, 1}:
-        problems.append(f"target {spec.target!r} must be 0/1 for a classifier")
+    if spec.task == "classification":
+        problems.extend(_class_problems(spec, frame[spec.target].dropna()))
     if spec.task == "regression" and (frame[spec.target] < 0).any() and spec.gate.metric == "rmse":
         problems.append(f"target {spec.target!r} has negative values")
     for column in meta["inputs"]:
@@ -139,6 +150,33 @@ def validate_training_set(ctx: StepContext) -> None:
         )
 
 
+def _class_problems(spec: ModelSpec, target: pd.Series) -> list[str]:
+    found = sorted({label_value(v) for v in target.unique()}, key=str)
+    if spec.classes is not None:
+        allowed = {str(label_value(c)) for c in spec.classes}
+        outside = [v for v in found if str(v) not in allowed]
+        if outside:
+            return [
+                f"target {spec.target!r} has labels {outside} outside the spec's classes "
+                f"{list(spec.classes)}; add them to `classes` in model.yaml or fix the labels"
+            ]
+        return []
+    if len(found) < 2:
+        return [
+            f"target {spec.target!r} has a single class {found} in this window: a classifier "
+            "needs at least two; widen the window or list `classes` in model.yaml"
+        ]
+    return []
+
+
+def training_classes(spec: ModelSpec, target: pd.Series) -> list[Any]:
+    """A classifier's classes: the spec's, in its order, else the training labels (sorted, as
+    scikit-learn orders them)."""
+    if spec.classes is not None:
+        return [label_value(c) for c in spec.classes]
+    return [label_value(c) for c in np.unique(target.dropna().to_numpy())]
+
+
 def split_holdout(frame: pd.DataFrame, fraction: float) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Split by event time: the latest `fraction` of rows is the holdout."""
     ordered = frame.sort_values(TIMESTAMP, kind="stable")
@@ -147,10 +185,30 @@ def split_holdout(frame: pd.DataFrame, fraction: float) -> tuple[pd.DataFrame, p
 
 
 def predict_output(task: str, model: Any, inputs: pd.DataFrame) -> np.ndarray:
-    """What metrics compare: predictions (regression) or P(class 1) (classification)."""
+    """A model's output as one column: the prediction (regression), P(second class) (binary:
+    the drift reference watches it as a number) or the most likely class (three or more: a
+    category)."""
     if task == "classification":
-        return np.asarray(model.predict_proba(inputs))[:, 1]
+        proba = np.asarray(model.predict_proba(inputs), dtype=float)
+        if proba.shape[1] == 2:
+            return proba[:, 1]
+        classes = model_classes(model)
+        # A plain int or str array (not object): MLflow infers the signature's output from it.
+        return np.asarray([classes[i] for i in proba.argmax(axis=1)])
     return np.asarray(model.predict(inputs), dtype=float)
+
+
+def _holdout_metrics(
+    spec: ModelSpec, model: Any, holdout: pd.DataFrame, inputs: list[str], classes: list[Any]
+) -> dict[str, float]:
+    """The task's metrics of a model on the holdout; a classifier's probabilities are taken in
+    the order of `classes`, whatever order the model keeps them in."""
+    if spec.task == "classification":
+        output = probabilities_in_order(model, holdout[inputs], classes)
+        return task_metrics(spec.task, holdout[spec.target], output, classes)
+    return task_metrics(
+        spec.task, holdout[spec.target], predict_output(spec.task, model, holdout[inputs])
+    )
 
 
 def train_branch(ctx: StepContext) -> None:
@@ -166,9 +224,18 @@ def train_branch(ctx: StepContext) -> None:
     train, holdout = split_holdout(frame, spec.training.holdout_fraction)
     model = build_estimator(spec, dict(grid[index]))
     model.fit(train[meta["inputs"]], train[spec.target])
-    scores = task_metrics(
-        spec.task, holdout[spec.target], predict_output(spec.task, model, holdout[meta["inputs"]])
-    )
+    classes: list[Any] = []
+    if spec.task == "classification":
+        if not hasattr(model, "predict_proba"):
+            raise PipelineDefinitionError(
+                f"model {spec.name!r}: {spec.training.entrypoint} builds a classifier without "
+                "predict_proba; return one that answers class probabilities (e.g. "
+                "SVC(probability=True))"
+            )
+        classes = training_classes(spec, frame[spec.target])
+        if model_classes(model) != classes:
+            model = SpecOrderedClassifier(model, classes)
+    scores = _holdout_metrics(spec, model, holdout, meta["inputs"], classes)
     ctx.output("model.pkl").write_bytes(pickle.dumps(model))
     ctx.write_json("metrics.json", {"params": grid[index], "metrics": scores})
     mlflow.log_params({k: str(v) for k, v in grid[index].items()})
@@ -176,7 +243,7 @@ def train_branch(ctx: StepContext) -> None:
 
 
 def _champion_metrics(
-    ctx: StepContext, spec: ModelSpec, holdout: pd.DataFrame, inputs: list[str]
+    ctx: StepContext, spec: ModelSpec, holdout: pd.DataFrame, inputs: list[str], classes: list[Any]
 ) -> dict[str, Any] | None:
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
@@ -187,10 +254,9 @@ def _champion_metrics(
     except MlflowException:
         return None
     champion = mlflow.sklearn.load_model(f"models:/{spec.name}/{version.version}")
-    output = predict_output(spec.task, champion, holdout[inputs])
     return {
         "version": str(version.version),
-        "metrics": task_metrics(spec.task, holdout[spec.target], output),
+        "metrics": _holdout_metrics(spec, champion, holdout, inputs, classes),
     }
 
 
@@ -200,11 +266,19 @@ def evaluate(ctx: StepContext) -> None:
     gate = spec.gate
     results = {b: ctx.read_json("train", "metrics.json", b) for b in ctx.branches("train")}
     sign = -1 if gate.higher_is_better else 1
-    best = min(results, key=lambda b: sign * _finite(results[b]["metrics"][gate.metric], sign))
+    best = min(
+        results, key=lambda b: sign * _finite(results[b]["metrics"].get(gate.metric, np.nan), sign)
+    )
     frame, meta = _load_set(ctx)
     _, holdout = split_holdout(frame, spec.training.holdout_fraction)
+    if gate.metric not in results[best]["metrics"]:
+        raise PipelineDefinitionError(
+            f"model {spec.name!r}: gate metric {gate.metric!r} is not one of this task's "
+            f"metrics {sorted(results[best]['metrics'])}; fix `gate.metric` in model.yaml"
+        )
     candidate = results[best]["metrics"][gate.metric]
-    champion = _champion_metrics(ctx, spec, holdout, meta["inputs"])
+    classes = training_classes(spec, frame[spec.target]) if spec.task == "classification" else None
+    champion = _champion_metrics(ctx, spec, holdout, meta["inputs"], classes or [])
     if champion is None:
         passed, reason = True, "no champion yet: the first version passes the gate"
     else:
@@ -219,7 +293,7 @@ def evaluate(ctx: StepContext) -> None:
         "evaluation.json",
         {"best_branch": best, "params": results[best]["params"], "metrics": results[best]["metrics"],
          "champion": champion, "gate": {"metric": gate.metric, "margin": gate.margin, "passed": passed, "reason": reason},
-         "holdout_rows": len(holdout)},
+         "holdout_rows": len(holdout), "classes": classes},
     )  # fmt: skip
     mlflow.log_metric(f"candidate_{gate.metric}", candidate)
     mlflow.set_tag("loopstack.gate", "passed" if passed else "failed")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from loopstack.core.errors import Conflict, NotFound, Unavailable
+from loopstack.core.errors import Conflict, InvalidInput, NotFound, Unavailable
 
 __all__ = [
     "ModelNotRegistered",
@@ -10,6 +10,11 @@ __all__ = [
     "AliasNotSet",
     "NoPreviousChampion",
     "RegistryUnavailable",
+    "ModelSourceNotFound",
+    "UnsupportedFlavour",
+    "NoSignature",
+    "SignatureMismatch",
+    "ClassesMismatch",
 ]
 
 
@@ -19,7 +24,8 @@ class ModelNotRegistered(NotFound):
     def __init__(self, model: str) -> None:
         super().__init__(
             f"model {model!r} has no registered versions; train it with "
-            f"`loopstack pipeline run train --model {model}`"
+            f"`loopstack pipeline run train --model {model}`, or adopt one trained elsewhere "
+            f"with `loopstack models register {model} --run ID`"
         )
 
 
@@ -62,4 +68,62 @@ class RegistryUnavailable(Unavailable):
     def __init__(self, uri: str, detail: str) -> None:
         super().__init__(
             f"MLflow at {uri} is not reachable ({detail}); start it with `loopstack up`"
+        )
+
+
+class ModelSourceNotFound(NotFound):
+    """The run, URI or folder named to adopt holds no MLflow model."""
+
+    def __init__(self, source: str, detail: str) -> None:
+        super().__init__(
+            f"no MLflow model at {source} ({detail}); name the run whose model to adopt "
+            "(`--run ID`, artifact path `model`), a model URI, or a folder holding an MLmodel file"
+        )
+
+
+class UnsupportedFlavour(InvalidInput):
+    """The model has no flavour Loopstack serves for the spec's task."""
+
+    def __init__(self, source: str, flavours: list[str], fix: str) -> None:
+        super().__init__(f"the model at {source} has flavours {flavours}; {fix}")
+
+
+class NoSignature(InvalidInput):
+    """A model without a signature cannot be checked against the spec or served."""
+
+    def __init__(self, source: str) -> None:
+        super().__init__(
+            f"the model at {source} has no signature: log it again with one, e.g. "
+            "`mlflow.sklearn.log_model(model, name='model', "
+            "signature=mlflow.models.infer_signature(X, model.predict(X)))` with X a DataFrame "
+            "of the spec's inputs"
+        )
+
+
+class SignatureMismatch(InvalidInput):
+    """The model's input columns are not the ones the spec provides."""
+
+    def __init__(self, source: str, model: str, missing: list[str], extra: list[str]) -> None:
+        parts = []
+        if missing:
+            parts.append(f"missing column(s) {missing} the spec of {model!r} provides")
+        if extra:
+            parts.append(
+                f"extra column(s) {extra} that are neither request fields nor features of {model!r}"
+            )
+        super().__init__(
+            f"the signature of the model at {source} does not match the spec: "
+            + "; ".join(parts)
+            + "; fit and log the model on exactly the spec's inputs, or change the spec's "
+            "request_fields / feature service"
+        )
+
+
+class ClassesMismatch(InvalidInput):
+    """A classifier's classes are not the ones its spec lists."""
+
+    def __init__(self, source: str, model: str, found: list[object], spec: list[object]) -> None:
+        super().__init__(
+            f"the classifier at {source} predicts classes {found}, but the spec of {model!r} "
+            f"lists {spec}; fit it on the spec's classes or change `classes` in the spec"
         )

@@ -20,6 +20,8 @@ LINEAGE_KEYS = (
     "metrics",
     "gate",
     "labels",
+    "origin",
+    "classes",
 )
 
 

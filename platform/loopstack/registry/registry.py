@@ -154,7 +154,7 @@ class ModelRegistry:
         previous = self.aliases(model).get(alias)
         self._call(self.client.set_registered_model_alias, model, alias, version)
         self._record(model, alias, version, previous, reason, actor)
-        self._decide(
+        self.decide(
             model, "alias_moved", version, reason, actor, {"previous": previous}, alias, context
         )
 
@@ -172,7 +172,7 @@ class ModelRegistry:
             return
         self._call(self.client.delete_registered_model_alias, model, alias)
         self._record(model, alias, None, previous, reason, actor)
-        self._decide(
+        self.decide(
             model, "alias_moved", previous, reason, actor, {"removed": True}, alias, context
         )
 
@@ -200,7 +200,7 @@ class ModelRegistry:
         if aliases.get(CHALLENGER) == target.version:
             self._call(self.client.delete_registered_model_alias, model, CHALLENGER)
             self._record(model, CHALLENGER, None, target.version, f"promoted: {reason}", actor)
-        self._decide(
+        self.decide(
             model,
             "promoted",
             target.version,
@@ -246,7 +246,7 @@ class ModelRegistry:
         self._call(self.client.set_registered_model_alias, model, CHAMPION, restored)
         self._record(model, CHAMPION, restored, current, reason, actor)
         self._save_stack(model, stack)
-        self._decide(
+        self.decide(
             model,
             "rolled_back",
             restored,
@@ -274,7 +274,7 @@ class ModelRegistry:
         if self.aliases(model).get(CHALLENGER) == version:
             self._call(self.client.delete_registered_model_alias, model, CHALLENGER)
             self._record(model, CHALLENGER, None, version, f"withdrawn: {reason}", actor)
-        self._decide(model, "rolled_back", version, reason, actor, {"withdrawn": version},
+        self.decide(model, "rolled_back", version, reason, actor, {"withdrawn": version},
                      context=context)  # fmt: skip
 
     def _stack(self, model: str) -> list[str]:
@@ -316,7 +316,7 @@ class ModelRegistry:
             json.dumps(history[-_HISTORY_LIMIT:]),
         )
 
-    def _decide(
+    def decide(
         self,
         model: str,
         kind: str,
@@ -327,7 +327,8 @@ class ModelRegistry:
         alias: str | None = None,
         context: dict[str, Any] | None = None,
     ) -> None:
-        """Publish a decision; `context` adds the caller's fields (model time `at`, evidence)."""
+        """Publish a decision (one that moves no alias too, e.g. `gate_passed` of an adopted
+        version); `context` adds the caller's fields (model time `at`, evidence)."""
         context = dict(context or {})
         extra = context.pop("evidence", {})
         data: dict[str, Any] = {"model": model, "kind": kind, "version": version, "reason": reason,

@@ -2,10 +2,17 @@
 
 Each decoder turns a request into a `ScoreRequest` (columns of values); each encoder turns a
 `ScoreResult` into the protocol's answer. Malformed input raises `BadRequest` with the reason.
+Rows may also come positionally, in the signature's column order: one numeric `[N, F]` tensor
+(v2 REST and gRPC, any name) or v1 `instances` as lists; they travel as a `Matrix` that the
+runtime splits by the answering version's signature. A v2 answer's `id` echoes the request's
+(the OIP requires it); Loopstack's own id is the `prediction_id` parameter either way.
 Explanations, when asked for, are a v1 field `explanations` (a list, one per instance) and a v2
 response parameter `explanations` holding that list as JSON text (v2 parameters are scalars).
 A model with a review margin adds v1 `needs_review` (one flag per instance), v2 parameters
-`needs_review` (any row) and `needs_review_ids` (the flagged rows' prediction ids).
+`needs_review` (any row) and `needs_review_ids` (the flagged rows' prediction ids). Features
+passed to the model as missing (stale or absent, `stale_features: missing`) are v1
+`missing_features` (one list per instance) and the v2 parameter `missing_features` (names,
+comma-separated), present only when some feature was missing.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import orjson
 
 from loopstack.serving.errors import BadRequest
 from loopstack.serving.runtime import ScoreRequest, ScoreResult
+from loopstack.serving.schema import V2_NUMERIC, Matrix
 
 __all__ = [
     "BINARY_HEADER",
@@ -48,7 +56,8 @@ def _json(body: bytes) -> Any:
 
 # --- KServe v1 ---------------------------------------------------------------------------
 def decode_v1(body: bytes, model: str) -> ScoreRequest:
-    """`{"instances": [{field: value, ...}, ...]}` -> columns (an entity key is one more field)."""
+    """`{"instances": [{field: value, ...}, ...]}` -> columns (an entity key is one more field);
+    `{"instances": [[value, ...], ...]}`: rows in the model's column order."""
     payload = _json(body)
     if not isinstance(payload, dict) or "instances" not in payload:
         raise BadRequest('expected a JSON object {"instances": [{field: value, ...}, ...]}')
@@ -57,13 +66,25 @@ def decode_v1(body: bytes, model: str) -> ScoreRequest:
         raise BadRequest(f"unknown top-level field(s) {', '.join(extra)}; send only 'instances'")
     instances = payload["instances"]
     if not isinstance(instances, list):
-        raise BadRequest("'instances' must be a list of objects")
+        raise BadRequest("'instances' must be a list of objects, or of lists in column order")
+    parameters = payload.get("parameters") or {}
+    if not isinstance(parameters, dict):
+        raise BadRequest("'parameters' must be an object")
+    if instances and isinstance(instances[0], list):
+        for i, instance in enumerate(instances):
+            if not isinstance(instance, list):
+                raise BadRequest(
+                    f"instance {i} is {type(instance).__name__}; send every instance as a list "
+                    "(in the model's column order) or every one as an object"
+                )
+        matrix = Matrix("instances", instances)
+        return ScoreRequest(model, {}, len(instances), "v1", parameters=parameters, matrix=matrix)
     names: dict[str, None] = {}
     for i, instance in enumerate(instances):
         if not isinstance(instance, dict):
             raise BadRequest(
                 f"instance {i} is {type(instance).__name__}; each instance must be an object "
-                "keyed by field name"
+                "keyed by field name (or each a list in the model's column order)"
             )
         names.update(dict.fromkeys(instance))
     columns: dict[str, list[Any]] = {name: [] for name in names}
@@ -73,9 +94,6 @@ def decode_v1(body: bytes, model: str) -> ScoreRequest:
             raise BadRequest(f"instance {i} lacks field(s) {', '.join(lacking)}")
         for name, value in instance.items():
             columns[name].append(value)
-    parameters = payload.get("parameters") or {}
-    if not isinstance(parameters, dict):
-        raise BadRequest("'parameters' must be an object")
     return ScoreRequest(model, columns, len(instances), "v1", parameters=parameters)
 
 
@@ -96,6 +114,8 @@ def encode_v1(result: ScoreResult) -> dict[str, Any]:
         out["explanations"] = result.explanations
     if result.needs_review is not None:
         out["needs_review"] = result.needs_review
+    if result.missing_features is not None:
+        out["missing_features"] = result.missing_features
     return out
 
 
@@ -109,7 +129,7 @@ class V2Request:
         self.requested = requested
 
 
-def _rows_of(name: str, shape: Any, count: int) -> int:
+def _check_shape(name: str, shape: Any) -> list[int]:
     if (
         not isinstance(shape, list)
         or not shape
@@ -118,10 +138,21 @@ def _rows_of(name: str, shape: Any, count: int) -> int:
         raise BadRequest(
             f"input {name!r}: 'shape' must be a non-empty list of sizes, got {shape!r}"
         )
-    if len(shape) > 2 or (len(shape) == 2 and shape[1] != 1):
+    if len(shape) > 2:
         raise BadRequest(
-            f"input {name!r} has shape {shape}; send one column per input, shape [rows] or [rows, 1]"
+            f"input {name!r} has shape {shape}; send one column per input, shape [rows] or "
+            "[rows, 1], or one [rows, columns] tensor of every input in the model's order"
         )
+    return shape
+
+
+def _is_matrix(shape: list[int]) -> bool:
+    """`[N, F]` with F > 1: every input in one tensor (`[N, 1]` is one column)."""
+    return len(shape) == 2 and shape[1] != 1
+
+
+def _rows_of(name: str, shape: Any, count: int) -> int:
+    shape = _check_shape(name, shape)
     if math.prod(shape) != count:
         raise BadRequest(
             f"input {name!r}: shape {shape} needs {math.prod(shape)} values, got {count}"
@@ -135,12 +166,66 @@ def _flat(data: list[Any]) -> list[Any]:
     return data
 
 
-def _columns_from_json(inputs: Any, model: str) -> tuple[dict[str, list[Any]], dict[str, str], int]:
+class _Inputs:
+    """Decoded tensors: one column each, or one `[N, F]` matrix; their row count agrees."""
+
+    def __init__(self) -> None:
+        self.columns: dict[str, list[Any]] = {}
+        self.datatypes: dict[str, str] = {}
+        self.matrix: Matrix | None = None
+        self.rows: int | None = None
+
+    def _count(self, name: str, rows: int) -> None:
+        if name in self.columns or (self.matrix is not None and self.matrix.name == name):
+            raise BadRequest(f"input {name!r} is sent twice")
+        if self.rows is not None and rows != self.rows:
+            raise BadRequest(f"input {name!r} has {rows} rows; other inputs have {self.rows}")
+        self.rows = rows
+
+    def column(self, name: str, datatype: str, values: list[Any]) -> None:
+        self._count(name, len(values))
+        self.columns[name] = values
+        self.datatypes[name] = datatype
+
+    def add_matrix(self, name: str, datatype: str, values: np.ndarray | list[list[Any]]) -> None:
+        if datatype not in V2_NUMERIC:
+            raise BadRequest(
+                f"input {name!r} is a {datatype} [N, F] tensor; an [N, F] tensor must be numeric "
+                "(FP32, FP64, INT*, UINT*): send one tensor per input instead"
+            )
+        if self.matrix is not None:
+            raise BadRequest(
+                f"inputs {self.matrix.name!r} and {name!r} are both [N, F] tensors; send every "
+                "input in one, or one tensor per input"
+            )
+        self._count(name, len(values))
+        self.matrix = Matrix(name, values, datatype)
+
+
+_ARRAY_MIN = 32
+"""Values from which a matrix is checked as an array: below it numpy's fixed cost per call
+exceeds checking each value (one row of a few columns is the commonest request)."""
+
+
+def _rows(values: list[Any], width: int) -> list[list[Any]]:
+    return [values[i : i + width] for i in range(0, len(values), width)]
+
+
+def _matrix_of_json(values: list[Any], shape: list[int]) -> np.ndarray | list[list[Any]]:
+    """A numeric array when every value is a number (checked a column at a time later); else
+    the rows as sent, for the value-by-value check to name what is wrong and where."""
+    rows, width = shape
+    if len(values) >= _ARRAY_MIN and not any(isinstance(v, bool) for v in values):
+        array = np.asarray(values)
+        if array.dtype.kind in "fiu":
+            return array.reshape(rows, width)
+    return _rows(values, width)
+
+
+def _columns_from_json(inputs: Any) -> _Inputs:
     if not isinstance(inputs, list) or not inputs:
         raise BadRequest("'inputs' must be a non-empty list of tensors")
-    columns: dict[str, list[Any]] = {}
-    datatypes: dict[str, str] = {}
-    rows: int | None = None
+    decoded = _Inputs()
     for i, tensor in enumerate(inputs):
         if not isinstance(tensor, dict):
             raise BadRequest(f"input {i} must be an object with name, shape, datatype, data")
@@ -151,16 +236,14 @@ def _columns_from_json(inputs: Any, model: str) -> tuple[dict[str, list[Any]], d
             raise BadRequest(f"input {name!r} has no 'datatype'")
         if not isinstance(data, list):
             raise BadRequest(f"input {name!r}: 'data' must be a list")
-        if name in columns:
-            raise BadRequest(f"input {name!r} is sent twice")
         values = _flat(data)
-        n = _rows_of(name, tensor.get("shape"), len(values))
-        if rows is not None and n != rows:
-            raise BadRequest(f"input {name!r} has {n} rows; other inputs have {rows}")
-        rows = n
-        columns[name] = values
-        datatypes[name] = datatype
-    return columns, datatypes, rows or 0
+        shape = _check_shape(name, tensor.get("shape"))
+        _rows_of(name, shape, len(values))
+        if _is_matrix(shape):
+            decoded.add_matrix(name, datatype, _matrix_of_json(values, shape))
+        else:
+            decoded.column(name, datatype, values)
+    return decoded
 
 
 def decode_v2(body: bytes, headers: dict[str, str], model: str, version: str | None) -> V2Request:
@@ -170,23 +253,33 @@ def decode_v2(body: bytes, headers: dict[str, str], model: str, version: str | N
     payload = _json(body)
     if not isinstance(payload, dict):
         raise BadRequest('expected a JSON object {"inputs": [...]}')
-    extra = sorted(set(payload) - {"id", "inputs", "outputs", "parameters"})
+    # The OIP's fields, and the model KServe's own REST client names in the body as well.
+    extra = sorted(set(payload) - {"id", "inputs", "outputs", "parameters", "model_name"})
     if extra:
-        raise BadRequest(f"unknown top-level field(s) {', '.join(extra)}")
-    columns, datatypes, rows = _columns_from_json(payload.get("inputs"), model)
+        raise BadRequest(
+            f"unknown top-level field(s) {', '.join(extra)}; a v2 request has id, inputs, "
+            "outputs and parameters"
+        )
+    named = payload.get("model_name")
+    if named is not None and named != model:
+        raise BadRequest(f"the body names model {named!r}, the path {model!r}; send one model")
+    decoded = _columns_from_json(payload.get("inputs"))
     parameters = payload.get("parameters") or {}
     if not isinstance(parameters, dict):
         raise BadRequest("'parameters' must be an object")
     request_id = payload.get("id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise BadRequest(f"'id' must be a string, got {request_id!r}")
     score = ScoreRequest(
         model,
-        columns,
-        rows,
+        decoded.columns,
+        decoded.rows or 0,
         "v2-rest",
         parameters=parameters,
         version=version,
-        request_id=str(request_id) if request_id else None,
-        datatypes=datatypes,
+        request_id=request_id or None,
+        datatypes=decoded.datatypes,
+        matrix=decoded.matrix,
     )
     binary, requested = _output_prefs(payload.get("outputs"), parameters)
     return V2Request(score, binary, requested)
@@ -240,6 +333,9 @@ def result_parameters(result: ScoreResult) -> dict[str, Any]:
         flagged = [p for p, f in zip(result.prediction_ids, result.needs_review, strict=True) if f]
         if flagged:
             parameters["needs_review_ids"] = ",".join(flagged)
+    if result.missing_features is not None:  # parameters are scalars: the union, comma-separated
+        missing = dict.fromkeys(n for row in result.missing_features for n in row)
+        parameters["missing_features"] = ",".join(missing)
     return parameters
 
 
@@ -265,7 +361,9 @@ def encode_v2(result: ScoreResult, request: V2Request) -> tuple[bytes, dict[str,
                 f"unknown output(s) {', '.join(unknown)}; outputs: {', '.join(sorted(known))}"
             )
     if request.binary:
-        response = to_infer_response(result, request.requested, binary=True, requested_objs=None)
+        response = to_infer_response(
+            result, request.requested, binary=True, request_id=request.score.request_id
+        )
         body, json_length = response.to_rest()
         if isinstance(body, bytes) and json_length is not None:
             return body, {BINARY_HEADER: str(json_length)}
@@ -291,7 +389,7 @@ def encode_v2(result: ScoreResult, request: V2Request) -> tuple[bytes, dict[str,
     answer = {
         "model_name": result.model,
         "model_version": result.version,
-        "id": result.id,
+        "id": request.score.request_id or result.id,
         "parameters": result_parameters(result),
         "outputs": outputs,
     }
@@ -299,8 +397,9 @@ def encode_v2(result: ScoreResult, request: V2Request) -> tuple[bytes, dict[str,
 
 
 # --- KServe InferRequest (binary REST) and gRPC ModelInferRequest -----------------------------
-_Tensor = tuple[str, str, list[int], list[Any]]
-"""One input as decoded: name, datatype, shape, flat values."""
+_Tensor = tuple[str, str, list[int], list[Any] | np.ndarray]
+"""One input as decoded: name, datatype, shape, flat values (a list, or a 1-D array: a matrix
+is reshaped from it without a round trip through Python values)."""
 
 
 def _score_request(
@@ -309,29 +408,44 @@ def _score_request(
     """Columns of a KServe `InferRequest` or a gRPC `ModelInferRequest` (same field names)."""
     from kserve.protocol.infer_type import to_http_parameters
 
-    columns: dict[str, list[Any]] = {}
-    datatypes: dict[str, str] = {}
-    rows: int | None = None
+    decoded = _Inputs()
     for name, datatype, shape, values in tensors:
-        n = _rows_of(name, shape, len(values))
-        if rows is not None and n != rows:
-            raise BadRequest(f"input {name!r} has {n} rows; other inputs have {rows}")
-        if name in columns:
-            raise BadRequest(f"input {name!r} is sent twice")
-        rows = n
-        columns[name] = values
-        datatypes[name] = datatype
+        _rows_of(name, shape, len(values))
+        if _is_matrix(shape):
+            decoded.add_matrix(name, datatype, _matrix_of(name, datatype, values, shape))
+        else:
+            column = values.tolist() if isinstance(values, np.ndarray) else values
+            decoded.column(name, datatype, column)
     parameters = to_http_parameters(request.parameters) if request.parameters else {}
     return ScoreRequest(
         request.model_name,
-        columns,
-        rows or 0,
+        decoded.columns,
+        decoded.rows or 0,
         protocol,
         parameters=dict(parameters),
         version=version or (request.model_version or None),
         request_id=request.id or None,
-        datatypes=datatypes,
+        datatypes=decoded.datatypes,
+        matrix=decoded.matrix,
     )
+
+
+def _matrix_of(
+    name: str, datatype: str, values: Any, shape: list[int]
+) -> np.ndarray | list[list[Any]]:
+    if datatype not in V2_NUMERIC:  # refused by `add_matrix`, with the reason
+        return np.empty(shape)
+    if len(values) < _ARRAY_MIN:
+        flat = values.tolist() if isinstance(values, np.ndarray) else values
+        return _rows(flat, shape[1])
+    if isinstance(values, np.ndarray):
+        return values.reshape(shape)
+    from kserve.utils.numpy_codec import to_np_dtype
+
+    try:
+        return np.asarray(values, dtype=to_np_dtype(datatype)).reshape(shape)
+    except (OverflowError, ValueError) as exc:
+        raise BadRequest(f"input {name!r}: cannot read its data ({exc})") from None
 
 
 def _numpy_tensors(inputs: Iterable[Any]) -> Iterator[_Tensor]:
@@ -340,7 +454,7 @@ def _numpy_tensors(inputs: Iterable[Any]) -> Iterator[_Tensor]:
             array = tensor.as_numpy()
         except Exception as exc:
             raise BadRequest(f"input {tensor.name!r}: cannot read its data ({exc})") from None
-        yield tensor.name, tensor.datatype, list(array.shape), array.reshape(-1).tolist()
+        yield tensor.name, tensor.datatype, list(array.shape), array.reshape(-1)
 
 
 def from_infer_request(request: Any, protocol: str, version: str | None = None) -> ScoreRequest:
@@ -352,9 +466,10 @@ def to_infer_response(
     result: ScoreResult,
     requested: list[str] | None = None,
     binary: bool = False,
-    requested_objs: Any = None,
+    request_id: str | None = None,
 ) -> Any:
-    """A KServe `InferResponse` of the result (its `to_grpc`/`to_rest` do the wire format)."""
+    """A KServe `InferResponse` of the result (its `to_grpc`/`to_rest` do the wire format); its
+    id echoes the request's when it had one."""
     from kserve.protocol.infer_type import InferOutput, InferResponse
 
     outputs = []
@@ -367,7 +482,7 @@ def to_infer_response(
             output.parameters = {"classes": ",".join(str(c) for c in result.classes)}
         outputs.append(output)
     return InferResponse(
-        response_id=result.id,
+        response_id=request_id or result.id,
         model_name=result.model,
         infer_outputs=outputs,
         model_version=result.version,
@@ -413,6 +528,7 @@ def decode_grpc(request: Any) -> V2Request:
 def _grpc_tensors(inputs: Iterable[Any], raw: Any) -> Iterator[_Tensor]:
     for i, tensor in enumerate(inputs):
         name, datatype = tensor.name, tensor.datatype
+        values: list[Any] | np.ndarray
         if raw:
             if tensor.HasField("contents"):
                 raise BadRequest(f"input {name!r} has contents and raw_input_contents; send one")
@@ -427,7 +543,7 @@ def _grpc_tensors(inputs: Iterable[Any], raw: Any) -> Iterator[_Tensor]:
         yield name, datatype, _grpc_shape(name, list(tensor.shape), len(values)), values
 
 
-def _raw_values(name: str, datatype: str, data: bytes) -> list[Any]:
+def _raw_values(name: str, datatype: str, data: bytes) -> np.ndarray:
     from kserve.protocol.infer_type import deserialize_bytes_tensor
     from kserve.utils.numpy_codec import to_np_dtype
 
@@ -440,7 +556,7 @@ def _raw_values(name: str, datatype: str, data: bytes) -> list[Any]:
         )
     except Exception as exc:
         raise BadRequest(f"input {name!r}: cannot read its data ({exc})") from None
-    return list(array.tolist())
+    return np.asarray(array)
 
 
 def _through_numpy(name: str, datatype: str, values: list[Any]) -> list[Any]:
@@ -468,7 +584,9 @@ def encode_grpc(result: ScoreResult, request: V2Request) -> Any:
     from kserve.protocol.grpc.grpc_predict_v2_pb2 import ModelInferResponse
 
     response = ModelInferResponse(
-        model_name=result.model, model_version=result.version, id=result.id
+        model_name=result.model,
+        model_version=result.version,
+        id=request.score.request_id or result.id,
     )
     _set_parameters(response.parameters, result_parameters(result))
     wanted = request.requested

@@ -271,7 +271,9 @@ class Explainers:
             raw = raw.sample(n=self.background_rows, random_state=self.seed)
         columns = {c.name: [_plain(v) for v in raw[c.name].tolist()] for c in present}
         try:
-            frame = ModelSchema(present).frame(columns, len(raw))
+            # Training data: a gap there is one the model learned with, whatever the spec
+            # lets callers send.
+            frame = ModelSchema(present).frame(columns, len(raw), nullable=columns.keys())
         except BadRequest as exc:
             raise ExplanationUnavailable(
                 version.model, version.version, f"its {source} does not fit the signature: {exc}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from loopstack.core.modelspec import ModelSpec, load_model_spec
@@ -52,6 +52,13 @@ class FeatureRows:
     values: list[dict[str, Any]]
     timestamps: list[dict[str, str | None]]
     feature_service: str
+    missing: list[list[str]] | None = None
+    """Per row: features passed to the model as missing (no row, or older than the view's TTL
+    at request time), under the spec's `stale_features: missing`."""
+
+    def missing_features(self) -> list[list[str]] | None:
+        """Per row the missing features, or None when no row lacks one (answers stay as before)."""
+        return self.missing if self.missing and any(self.missing) else None
 
 
 class OnlineFeatureSource:
@@ -80,6 +87,9 @@ class OnlineFeatureSource:
         except Exception:  # no spec: a model served without the feature store
             self._lookups[model] = None
             return None
+        if spec.feature_service is None:  # request fields only: nothing to look up
+            self._lookups[model] = None
+            return None
         from loopstack.features.registry import feature_service, service_features
 
         store = self._open()
@@ -90,18 +100,28 @@ class OnlineFeatureSource:
         self._lookups[model] = found
         return found
 
-    def fetch(self, lookup: FeatureLookup, keys: Sequence[Any]) -> FeatureRows:
+    def fetch(
+        self, lookup: FeatureLookup, keys: Sequence[Any], at: float | None = None
+    ) -> FeatureRows:
         """Feature values for each entity key (blocking: call it off the event loop).
 
+        `at` is the request time (epoch seconds; a replay's event time): features older than
+        their view's TTL then, or without a row, are handled as the spec's `stale_features`
+        says. Without it, values are served whatever their age.
+
         Raises:
-            EntityNotFound: an entity has no row in the online store (a 404, never a default).
+            EntityNotFound: an entity has no row in the online store (a 404, never a default),
+                unless the spec passes missing features.
+            StaleFeatures: a feature is stale or missing and the spec says `reject` (a 422).
         """
         from loopstack.features.online import online_features
 
         rows = [{lookup.join_key: key} for key in keys]
-        found = online_features(self._open(), lookup.spec, rows)
+        when = None if at is None else datetime.fromtimestamp(at, tz=UTC)
+        found = online_features(self._open(), lookup.spec, rows, when)
         stamps = [{n: _iso(t) for n, t in row.items()} for row in found.event_timestamps]
-        return FeatureRows(found.values, stamps, lookup.spec.feature_service)
+        service = lookup.spec.feature_service or ""
+        return FeatureRows(found.values, stamps, service, found.missing)
 
 
 def _iso(moment: datetime | None) -> str | None:

@@ -5,7 +5,9 @@ a TLS port instead of a plaintext one when the settings give a certificate); the
 per-call "grpc method" log interceptor is left out (events are the record), and Loopstack
 errors map to gRPC codes here, in one place. Inference skips KServe's data plane: the request
 protobuf is decoded straight into the runtime's columns and the answer built directly
-(`codec.decode_grpc` / `encode_grpc`), as lean as the REST routes' JSON path.
+(`codec.decode_grpc` / `encode_grpc`), as lean as the REST routes' JSON path. Readiness and
+metadata answer from the served splits (`OIPStatus`, as REST does): versions honoured, an
+unknown model or version NOT_FOUND before the request's tensors are read.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from kserve.protocol.grpc.servicer import InferenceServicer
 from loopstack.core.errors import LoopstackError
 from loopstack.core.tls import ServerTLS
 from loopstack.serving.codec import decode_grpc, encode_grpc
+from loopstack.serving.errors import ModelNotReady
+from loopstack.serving.metadata import OIPStatus
 from loopstack.serving.runtime import ScoreRequest, ServingRuntime, correlation_from
 
 __all__ = ["LoopbackGRPCServer"]
@@ -37,6 +41,7 @@ _CODES = {
     403: StatusCode.PERMISSION_DENIED,
     404: StatusCode.NOT_FOUND,
     409: StatusCode.FAILED_PRECONDITION,
+    422: StatusCode.FAILED_PRECONDITION,  # well formed, but e.g. its features are stale
     503: StatusCode.UNAVAILABLE,
 }
 _Handler = Callable[[Any, Any, Any], Awaitable[Any]]
@@ -70,30 +75,61 @@ def _status(method: _Handler) -> _Handler:
 
 
 class _Servicer(InferenceServicer):
-    """KServe's servicer for health, metadata and the repository; `ModelInfer` reads the protobuf
-    straight into the runtime and builds the answer itself, as the REST routes do with JSON (no
-    KServe `InferRequest`/`InferResponse`, no numpy round trip, no data plane)."""
+    """KServe's servicer for liveness and the repository; health and metadata answer from
+    `OIPStatus`; `ModelInfer` reads the protobuf straight into the runtime and builds the
+    answer itself, as the REST routes do with JSON (no KServe `InferRequest`/`InferResponse`,
+    no numpy round trip, no data plane)."""
 
-    def __init__(self, data_plane: Any, extension: Any, runtime: ServingRuntime) -> None:
+    def __init__(self, data_plane: Any, extension: Any, status: OIPStatus) -> None:
         super().__init__(data_plane, extension)
-        self._runtime = runtime
+        self._oip = status
+        self._runtime: ServingRuntime = status.runtime
 
     ServerLive = _status(InferenceServicer.ServerLive)
-    ServerReady = _status(InferenceServicer.ServerReady)
-    ServerMetadata = _status(InferenceServicer.ServerMetadata)
-    ModelReady = _status(InferenceServicer.ModelReady)
-    ModelMetadata = _status(InferenceServicer.ModelMetadata)
     RepositoryModelLoad = _status(InferenceServicer.RepositoryModelLoad)
     RepositoryModelUnload = _status(InferenceServicer.RepositoryModelUnload)
+
+    @_status
+    async def ServerReady(self, request: pb.ServerReadyRequest, context: Any) -> Any:
+        """False while a deployed version fails to load (REST `/v2/health/ready` says why)."""
+        return pb.ServerReadyResponse(ready=self._oip.server_not_ready() is None)
+
+    @_status
+    async def ServerMetadata(self, request: pb.ServerMetadataRequest, context: Any) -> Any:
+        """Name, version and only the extensions that answer."""
+        return pb.ServerMetadataResponse(**self._oip.server_metadata())
+
+    @_status
+    async def ModelReady(self, request: pb.ModelReadyRequest, context: Any) -> Any:
+        """Readiness of the model or of the version named; NOT_FOUND for an unknown one."""
+        try:
+            self._oip.check_ready(request.name, request.version or None)
+        except ModelNotReady:
+            return pb.ModelReadyResponse(ready=False)
+        return pb.ModelReadyResponse(ready=True)
+
+    @_status
+    async def ModelMetadata(self, request: pb.ModelMetadataRequest, context: Any) -> Any:
+        """Tensors of the champion or of the version named, its `versions` and `platform`."""
+        meta = self._oip.model_metadata(request.name, request.version or None)
+        return pb.ModelMetadataResponse(
+            name=meta["name"],
+            versions=meta["versions"],
+            platform=meta["platform"],
+            inputs=[pb.ModelMetadataResponse.TensorMetadata(**t) for t in meta["inputs"]],
+            outputs=[pb.ModelMetadataResponse.TensorMetadata(**t) for t in meta["outputs"]],
+        )
 
     @_status
     async def ModelInfer(
         self, request: pb.ModelInferRequest, context: Any
     ) -> pb.ModelInferResponse:
-        """Infer; a request that cannot be decoded is logged as a failed prediction too."""
+        """Infer; a request that cannot be decoded (or names an unknown model or version) is
+        logged as a failed prediction too."""
         started, at = time.perf_counter(), time.time()
         correlation, traceparent = correlation_from(_metadata(context))
         try:
+            self._oip.resolve(request.model_name, request.model_version or None)
             decoded = decode_grpc(request)
         except Exception as exc:
             failed = ScoreRequest(
@@ -162,7 +198,7 @@ class LoopbackGRPCServer(GRPCServer):
     def __init__(
         self,
         host: str,
-        runtime: ServingRuntime,
+        status: OIPStatus,
         *args: Any,
         interceptors: list[aio.ServerInterceptor] | None = None,
         tls: ServerTLS | None = None,
@@ -170,13 +206,13 @@ class LoopbackGRPCServer(GRPCServer):
     ) -> None:
         super().__init__(*args, **kwargs)
         self._host = host
-        self._runtime = runtime
+        self._oip = status
         self._interceptors = interceptors or []
         self._tls = tls
 
     async def start(self, max_workers: int) -> None:
         """Serve until stopped."""
-        servicer = _Servicer(self._data_plane, self._model_repository_extension, self._runtime)
+        servicer = _Servicer(self._data_plane, self._model_repository_extension, self._oip)
         self._server = aio.server(
             futures.ThreadPoolExecutor(max_workers=max_workers),
             interceptors=self._interceptors,

@@ -59,4 +59,7 @@ class LoopstackModel(Model):
         request.correlation_id, request.traceparent = correlation_from(headers or {})
         result = await self.runtime.score(request)
         requested = [o.name for o in body.request_outputs] if body.request_outputs else None
-        return to_infer_response(result, requested, binary=body.use_binary_outputs), {}
+        answer = to_infer_response(
+            result, requested, binary=body.use_binary_outputs, request_id=request.request_id
+        )
+        return answer, {}

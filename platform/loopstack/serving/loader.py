@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import tempfile
 import threading
 from dataclasses import dataclass, field
@@ -44,6 +45,8 @@ class LoadedVersion:
     prediction_datatype: str
     example: pd.DataFrame | None = field(default=None, compare=False, repr=False)
     """The model's logged input example, if any (a fallback background for explanations)."""
+    platform: str = "mlflow_sklearn"
+    """OIP model metadata `platform`: `mlflow_sklearn`, or `mlflow_pyfunc` (pyfunc only)."""
 
     @property
     def is_classifier(self) -> bool:
@@ -87,10 +90,13 @@ def _label_datatype(classes: list[Any]) -> str:
 def load_version(tracking_uri: str, model: str, version: str) -> LoadedVersion:
     """Download `models:/<model>/<version>` and load it; raise UnsupportedModel if unservable."""
     import mlflow
+    import mlflow.pyfunc
     import mlflow.sklearn
     from mlflow.models import Model
 
-    with tempfile.TemporaryDirectory(prefix="loopstack-model-") as folder:
+    folder = tempfile.mkdtemp(prefix="loopstack-model-")
+    keep = False
+    try:
         with _MLFLOW_LOCK:
             mlflow.set_tracking_uri(tracking_uri)
             mlflow.set_registry_uri(tracking_uri)
@@ -98,22 +104,50 @@ def load_version(tracking_uri: str, model: str, version: str) -> LoadedVersion:
                 artifact_uri=f"models:/{model}/{version}", dst_path=folder
             )
         meta = Model.load(local)
-        if "sklearn" not in meta.flavors:
+        if "sklearn" not in meta.flavors and "python_function" not in meta.flavors:
             raise UnsupportedModel(
                 f"{model} v{version} has flavors {sorted(meta.flavors)}; Loopstack serves the "
-                "sklearn flavor: log it with mlflow.sklearn.log_model"
+                "sklearn and python_function flavors: log the model with "
+                "mlflow.sklearn.log_model(..., signature=infer_signature(X, y)), register that "
+                "version and deploy it"
             )
         if meta.signature is None:
-            raise UnsupportedModel(f"{model} v{version} has no signature; log it with one")
+            raise UnsupportedModel(
+                f"{model} v{version} was logged without a signature, so its inputs are unknown: "
+                "log it again with mlflow.sklearn.log_model(..., signature=infer_signature(X, y)) "
+                "where X is a DataFrame of the model's inputs, register that version and deploy it"
+            )
         schema = ModelSchema.from_signature(meta.signature.inputs, f"{model} v{version}")
-        estimator = mlflow.sklearn.load_model(local)
+        if "sklearn" in meta.flavors:
+            estimator = mlflow.sklearn.load_model(local)
+        else:  # a pyfunc-only regression model (`loopstack models register` refuses classifiers)
+            estimator = _PyfuncRegressor(mlflow.pyfunc.load_model(local))
+            # A custom PythonModel may open its artifacts at predict time: they stay on disk
+            # for the life of the process.
+            keep = True
         example = _input_example(meta, local)
+    finally:
+        if not keep:
+            shutil.rmtree(folder, ignore_errors=True)
     classes = _classes(estimator)
     if classes is not None:
         datatype = _label_datatype(classes)
     else:
         datatype = _regression_datatype(meta.signature.outputs)
-    return LoadedVersion(model, str(version), estimator, schema, classes, datatype, example)
+    platform = "mlflow_sklearn" if "sklearn" in meta.flavors else "mlflow_pyfunc"
+    return LoadedVersion(
+        model, str(version), estimator, schema, classes, datatype, example, platform
+    )
+
+
+class _PyfuncRegressor:
+    """A pyfunc model answering one number per row, whatever shape its `predict` returns."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        return np.asarray(self.model.predict(frame)).reshape(len(frame), -1)[:, 0]
 
 
 def _input_example(meta: Any, local: str) -> pd.DataFrame | None:

@@ -79,6 +79,8 @@ class EventContext:
                 "timestamps": {k: v for k, v in self.rows.timestamps[row].items() if v},
                 "feature_service": self.rows.feature_service,
             }
+            if self.rows.missing and self.rows.missing[row]:  # stale or absent, passed as NaN
+                data["features"]["missing"] = self.rows.missing[row]
         if row is not None and self.keys is not None and self.lookup is not None:
             data["entity_key"] = {self.lookup.join_key: self.keys[row]}
         if self.req.request_id:

@@ -3,6 +3,9 @@
 KServe's v2 route validates the body with pydantic (FastAPI answers 422 with its own format)
 and turns unexpected decode errors into 500s; these routes decode the raw bytes themselves, so
 every caller mistake is a 400 `{"error": reason}`, and each failure is a logged prediction.
+The model and version a route names are resolved first: an unknown one is a 404 whatever the
+body holds. Server readiness and metadata answer from the served splits (`OIPStatus`), not
+KServe's (always ready, and listing a repository extension Loopstack does not serve).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from loopstack.core.pii import mask_text
 from loopstack.serving.codec import decode_v1, decode_v2, encode_v1, encode_v2
 from loopstack.serving.errors import ModelNotReady
 from loopstack.serving.explain import EXPLAIN
+from loopstack.serving.metadata import OIPStatus
 from loopstack.serving.runtime import ScoreRequest, ServingRuntime, correlation_from, status_of
 
 __all__ = ["VERSION_HEADER", "add_inference_routes", "error_response"]
@@ -44,8 +48,17 @@ def _snippet(body: bytes) -> str:
 class _Routes:
     """Handlers bound to one runtime."""
 
-    def __init__(self, runtime: ServingRuntime) -> None:
+    def __init__(self, runtime: ServingRuntime, status: OIPStatus) -> None:
         self.runtime = runtime
+        self.status = status
+
+    def _unknown(self, model: str, version: str | None = None) -> Exception | None:
+        """Why the named model or version cannot answer (None when it can)."""
+        try:
+            self.status.resolve(model, version)
+        except Exception as exc:
+            return exc
+        return None
 
     def _failed_decode(
         self,
@@ -73,6 +86,10 @@ class _Routes:
         """KServe v1 predict."""
         started, at = time.perf_counter(), time.time()
         body = await request.body()
+        if (refused := self._unknown(model_name)) is not None:
+            return self._failed_decode(
+                model_name, "v1", body, request.headers, refused, started, at
+            )
         try:
             score = decode_v1(body, model_name)
         except Exception as exc:
@@ -98,6 +115,8 @@ class _Routes:
         started, at = time.perf_counter(), time.time()
         body = await request.body()
         headers = request.headers
+        if (refused := self._unknown(model_name, model_version)) is not None:
+            return self._failed_decode(model_name, "v2-rest", body, headers, refused, started, at)
         try:
             decoded = decode_v2(
                 body, {k.lower(): v for k, v in headers.items()}, model_name, model_version
@@ -124,31 +143,35 @@ class _Routes:
     async def v2_metadata(self, model_name: str, model_version: str | None = None) -> Response:
         """OIP v2 model metadata: the tensors of the champion, or of a served version."""
         try:
-            version = self.runtime.version_of(model_name, model_version)
-            served = self.runtime.served(model_name)
+            body = self.status.model_metadata(model_name, model_version)
         except Exception as exc:
             return error_response(exc)
-        body = {
-            "name": model_name,
-            "versions": sorted(served.versions()) if served else [],
-            "platform": "",
-            "inputs": version.schema.tensors(),
-            "outputs": version.output_tensors(),
-        }
         return Response(orjson.dumps(body), media_type=_JSON)
 
     async def v2_ready(self, model_name: str, model_version: str | None = None) -> Response:
-        """OIP v2 model readiness (of a served version, when one is named)."""
+        """OIP v2 model readiness (of a served version, when one is named); 503 with the reason
+        while it (or, unnamed, any version its traffic record names) is loading or failed."""
         try:
-            self.runtime.version_of(model_name, model_version)
+            self.status.check_ready(model_name, model_version)
         except Exception as exc:
             return error_response(exc)
         return Response(orjson.dumps({"name": model_name, "ready": True}), media_type=_JSON)
 
+    async def server_ready(self) -> Response:
+        """OIP v2 server readiness: 503 with the reason while a deployed version fails to load."""
+        reason = self.status.server_not_ready()
+        if reason is None:
+            return Response(orjson.dumps({"ready": True}), media_type=_JSON)
+        return Response(orjson.dumps({"ready": False, "error": reason}), 503, media_type=_JSON)
 
-def add_inference_routes(app: FastAPI, runtime: ServingRuntime) -> None:
+    async def server_metadata(self) -> Response:
+        """OIP v2 server metadata: name, version and the extensions that answer."""
+        return Response(orjson.dumps(self.status.server_metadata()), media_type=_JSON)
+
+
+def add_inference_routes(app: FastAPI, runtime: ServingRuntime, status: OIPStatus) -> None:
     """Add the inference routes; call before KServe registers its own (first match wins)."""
-    routes = _Routes(runtime)
+    routes = _Routes(runtime, status)
     app.add_api_route(
         "/v1/models/{model_name}:predict", routes.v1_predict, methods=["POST"], response_model=None
     )
@@ -163,6 +186,8 @@ def add_inference_routes(app: FastAPI, runtime: ServingRuntime) -> None:
     )
     # KServe answers 501 to a named version; these know the split's versions.
     for path, handler in (
+        ("/v2", routes.server_metadata),
+        ("/v2/health/ready", routes.server_ready),
         ("/v2/models/{model_name}", routes.v2_metadata),
         ("/v2/models/{model_name}/versions/{model_version}", routes.v2_metadata),
         ("/v2/models/{model_name}/ready", routes.v2_ready),

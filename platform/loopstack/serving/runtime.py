@@ -15,7 +15,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -36,7 +36,7 @@ from loopstack.serving.metrics import ServingMetrics
 from loopstack.serving.records import EventContext, safe_inputs
 from loopstack.serving.review import ReviewFlags, review_flags
 from loopstack.serving.routing import Route, ServedSplit
-from loopstack.serving.schema import Columns
+from loopstack.serving.schema import Columns, Matrix, NullableFields
 
 __all__ = [
     "ScoreRequest",
@@ -77,6 +77,11 @@ class ScoreRequest:
     request_id: str | None = None
     datatypes: dict[str, str] = field(default_factory=dict)
     """Declared v2 tensor datatypes, checked against the signature."""
+    matrix: Matrix | None = None
+    """Rows sent positionally (an `[N, F]` tensor, v1 list rows): split into `columns` by the
+    signature of the version that answers."""
+    checked: Collection[str] = ()
+    """Columns split from a numeric array, checked already."""
 
 
 @dataclass(frozen=True)
@@ -96,6 +101,9 @@ class ScoreResult:
     """One per row when the request asked for them (`explain`), else None."""
     needs_review: list[bool] | None = None
     """One per row when the model's spec sets `review.min_margin`, else None."""
+    missing_features: list[list[str]] | None = None
+    """Per row, the features passed as missing (stale or absent, `stale_features: missing`);
+    None when every fetched feature was fresh."""
 
 
 @dataclass
@@ -106,6 +114,8 @@ class _Prepared:
     keys: list[Any] | None
     fetch: bool = True
     """False when the caller sent every feature with the key: nothing is read from the store."""
+    nullable: frozenset[str] = frozenset()
+    """Inputs whose null or NaN reaches the model as NaN (the spec's `nullable_fields`)."""
 
 
 def correlation_from(headers: Mapping[str, str]) -> tuple[str, str | None]:
@@ -131,6 +141,13 @@ def _pinned(served: ServedSplit, model: str, version: str) -> Route:
     return route
 
 
+def _text(key: str, value: bytes) -> str:
+    try:
+        return value.decode()
+    except UnicodeDecodeError:
+        raise BadRequest(f"entity key {key!r} is not UTF-8 text") from None
+
+
 def _ids(base: str, rows: int) -> list[str]:
     return [base] if rows == 1 else [f"{base}-{i}" for i in range(rows)]
 
@@ -148,8 +165,10 @@ class ServingRuntime:
         explainers: Explainers | None = None,
         sensitive: SensitiveFields | None = None,
         max_batch_rows: int = 256,
+        nullable: NullableFields | None = None,
     ) -> None:
         self.sink = sink
+        self.nullable = nullable or NullableFields(None)
         self.sensitive = sensitive or SensitiveFields(None)
         self.explainers = explainers or Explainers()
         self.accept_request_time = accept_request_time
@@ -239,7 +258,7 @@ class ServingRuntime:
             prepared = self._prepare(req)
             rows = None
             if prepared.lookup is not None and prepared.keys is not None and prepared.fetch:
-                rows = await asyncio.to_thread(self._fetch, prepared.lookup, prepared.keys)
+                rows = await asyncio.to_thread(self._fetch, prepared.lookup, prepared.keys, at)
             if explain:  # off the event loop: other requests keep being answered meanwhile
                 return await asyncio.to_thread(self._finish, req, prepared, rows, started, at, True)
             columns, checked = self._inputs(req, prepared, rows)
@@ -259,7 +278,7 @@ class ServingRuntime:
             prepared = self._prepare(req)
             rows = None
             if prepared.lookup is not None and prepared.keys is not None and prepared.fetch:
-                rows = self._fetch(prepared.lookup, prepared.keys)
+                rows = self._fetch(prepared.lookup, prepared.keys, at)
             return self._finish(req, prepared, rows, started, at, explain)
         except Exception as exc:
             self.record_failure(req, exc, started, at, prepared.route if prepared else None)
@@ -297,10 +316,32 @@ class ServingRuntime:
             route = _pinned(served, req.model, req.version)
         else:
             route = served.choose(keys[0] if keys else None)
+        nullable = self.nullable.of(req.model)
+        if req.matrix is not None:
+            self._split_matrix(req, route.version, nullable)
         # An app that knows every feature itself may still name the entity (so outcomes and
         # training labels can be tied to it): its values are used as sent.
         sent_all = lookup is not None and all(name in req.columns for name in lookup.names)
-        return _Prepared(served, route, lookup, keys, fetch=not sent_all)
+        return _Prepared(served, route, lookup, keys, fetch=not sent_all, nullable=nullable)
+
+    @staticmethod
+    def _split_matrix(req: ScoreRequest, version: LoadedVersion, nullable: frozenset[str]) -> None:
+        """Positional rows as named columns, in the signature order of the answering version."""
+        assert req.matrix is not None
+        columns, checked = version.schema.split(req.matrix, nullable)
+        if req.columns:  # an entity key or a feature beside the matrix
+            both = [name for name in columns if name in req.columns]
+            if both:
+                raise BadRequest(
+                    f"field(s) {', '.join(both)} are sent twice: in {req.matrix.name!r} and as "
+                    "their own input; send each once"
+                )
+            req.columns.update(columns)
+        else:
+            req.columns = columns
+        if checked:
+            req.checked = columns.keys()
+        req.matrix = None
 
     def _entity_keys(self, req: ScoreRequest, lookup: FeatureLookup | None) -> list[Any] | None:
         if lookup is None:
@@ -316,6 +357,8 @@ class ServingRuntime:
             values = [req.parameters[key]] * req.rows
         else:
             return None
+        # gRPC and binary clients send a string key as a BYTES tensor
+        values = [_text(key, v) if isinstance(v, bytes) else v for v in values]
         sent = [name for name in lookup.names if name in req.columns]
         if sent and len(sent) < len(lookup.names):
             raise BadRequest(
@@ -324,9 +367,10 @@ class ServingRuntime:
             )
         return [lookup.coerce_key(v) for v in values]
 
-    def _fetch(self, lookup: FeatureLookup, keys: list[Any]) -> FeatureRows:
+    def _fetch(self, lookup: FeatureLookup, keys: list[Any], at: float) -> FeatureRows:
         assert self.features is not None
-        return self.features.fetch(lookup, keys)
+        # Judged at the request time (a replay's event time): TTLs are about the data's time.
+        return self.features.fetch(lookup, keys, at)
 
     def _finish(
         self,
@@ -350,13 +394,19 @@ class ServingRuntime:
         """The request's columns with fetched features, and them checked by the signature."""
         version = prepared.route.version
         columns = req.columns
+        nullable = prepared.nullable
         if rows is not None:
             columns = dict(columns)
-            for name in prepared.lookup.names if prepared.lookup else ():
+            fetched = prepared.lookup.names if prepared.lookup else ()
+            for name in fetched:
                 columns[name] = [row[name] for row in rows.values]
+            # what the store lacks is not the caller's mistake: its policy is the feature
+            # lookup's (`stale_features`), not a 400 about a field the caller never sent
+            nullable = nullable | frozenset(fetched)
+            prepared.nullable = nullable
         for name, datatype in req.datatypes.items():
             version.schema.check_datatype(name, datatype)
-        return columns, version.schema.check(columns, req.rows)
+        return columns, version.schema.check(columns, req.rows, nullable, req.checked)
 
     @staticmethod
     def _predict(version: LoadedVersion, frame: pd.DataFrame) -> Scores:
@@ -405,7 +455,7 @@ class ServingRuntime:
             context, version, route, ids, inputs, scores, seconds, None, explanations, review
         )
         if prepared.route.shadow is not None:
-            self._mirror(context, prepared.route.shadow, columns, ids, inputs)
+            self._mirror(context, prepared.route.shadow, columns, ids, inputs, prepared.nullable)
         return ScoreResult(
             model=req.model,
             version=version.version,
@@ -418,6 +468,7 @@ class ServingRuntime:
             prediction_datatype=version.prediction_datatype,
             explanations=explanations,
             needs_review=review.needs_review if review is not None else None,
+            missing_features=rows.missing_features() if rows is not None else None,
         )
 
     def _observe_values(self, version: LoadedVersion, route: str, scores: Scores) -> None:
@@ -480,7 +531,10 @@ class ServingRuntime:
         pid = uuid4()
         sensitive = self.sensitive.of(req.model)
         context = EventContext(req, None, None, None, at, sensitive)
-        data = context.data(pid, version, route_name, safe_inputs(req, sensitive), None, seconds)
+        inputs = safe_inputs(req, sensitive)
+        if req.matrix is not None:  # never split: its values have no names to mask by, so none
+            inputs["_matrix"] = {"name": req.matrix.name, "rows": req.rows}
+        data = context.data(pid, version, route_name, inputs, None, seconds)
         data["status"] = "error"
         sent = [v for f in sensitive for v in [*req.columns.get(f, []), req.parameters.get(f)]]
         data["error"] = scrub(f"{status} {type(exc).__name__}: {exc}", sent)[:4000]
@@ -506,13 +560,14 @@ class ServingRuntime:
         columns: Columns,
         paired: list[str],
         inputs: list[dict[str, Any]],
+        nullable: frozenset[str],
     ) -> None:
         with self._shadow_lock:
             if self._shadow_pending >= self._shadow_max:
                 self.metrics.shadow_dropped.labels(shadow.model).inc()
                 return
             self._shadow_pending += 1
-        self._shadow.submit(self._run_shadow, context, shadow, columns, paired, inputs)
+        self._shadow.submit(self._run_shadow, context, shadow, columns, paired, inputs, nullable)
 
     def _run_shadow(
         self,
@@ -521,11 +576,12 @@ class ServingRuntime:
         columns: Columns,
         paired: list[str],
         inputs: list[dict[str, Any]],
+        nullable: frozenset[str],
     ) -> None:
         started = time.perf_counter()
         req = context.req
         try:
-            scores = shadow.score(shadow.schema.frame(columns, req.rows))
+            scores = shadow.score(shadow.schema.frame(columns, req.rows, nullable))
         except Exception as exc:  # the shadow's failure is logged, never seen by the caller
             seconds = time.perf_counter() - started
             self.metrics.observe(req.model, shadow.version, req.protocol, "shadow", "500", seconds)

@@ -78,6 +78,7 @@ def build_parts(settings: Settings, outbox_name: str = "serving") -> ServerParts
     from loopstack.serving.loader import load_reference, load_version
     from loopstack.serving.metrics import ServingMetrics
     from loopstack.serving.runtime import ServingRuntime
+    from loopstack.serving.schema import NullableFields
     from loopstack.serving.traffic import TrafficStore
     from loopstack.serving.watcher import SplitWatcher
 
@@ -102,6 +103,7 @@ def build_parts(settings: Settings, outbox_name: str = "serving") -> ServerParts
         explainers=explainers,
         sensitive=sensitive,
         max_batch_rows=settings.serving.max_batch_rows,
+        nullable=NullableFields(settings.models_dir),
     )
     store = TrafficStore(settings.state_path / "serving" / "traffic.db")
     watcher = SplitWatcher(
@@ -147,9 +149,11 @@ def serve(settings: Settings) -> None:
     from loopstack.serving.auth import InferenceAuth
     from loopstack.serving.grpc_server import LoopbackGRPCServer
     from loopstack.serving.kserve_model import LoopstackModel
+    from loopstack.serving.metadata import OIPStatus
     from loopstack.serving.rest import add_inference_routes
 
     parts = build_parts(settings)
+    status = OIPStatus(parts.runtime, parts.watcher.readiness)
     request_logging = settings.serving.request_logging
     inference_auth = InferenceAuth(settings) if settings.auth.inference else None
 
@@ -162,7 +166,7 @@ def serve(settings: Settings) -> None:
             from uvicorn.importer import import_from_string
 
             app: FastAPI = import_from_string(FASTAPI_APP_IMPORT_STRING)
-            add_inference_routes(app, parts.runtime)  # first: ahead of KServe's routes
+            add_inference_routes(app, parts.runtime, status)  # first: ahead of KServe's routes
             _add_ingest_route(app, parts)
             self._add_middlewares(app)
             if inference_auth is not None:
@@ -202,7 +206,7 @@ def serve(settings: Settings) -> None:
             self.servers.append(self._rest_server.start())
             self._grpc_server = LoopbackGRPCServer(
                 settings.host,
-                parts.runtime,
+                status,
                 self.grpc_port,
                 self.dataplane,
                 self.model_repository_extension,

@@ -20,7 +20,10 @@ def serving_process(settings: Settings, name: str = "serving") -> ProcessSpec:
         name=name,
         argv=[sys.executable, "-m", "loopstack.serving.server"],
         url=url,
-        health_url=f"{url}/v2/health/ready",
+        # Alive, not ready: a deployed version that fails to load makes the server unready,
+        # and `up` must still finish so the operator can deploy another through the API;
+        # `loopstack status` reports readiness on its own.
+        health_url=f"{url}/v2/health/live",
         port=settings.serving.rest_port,
         port_setting="LOOPSTACK_SERVING__REST_PORT",
         env=settings.as_env(),

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from loopstack.core.errors import InvalidInput
 
-__all__ = ["TrafficSplit", "TrafficStore"]
+__all__ = ["LoadState", "TrafficSplit", "TrafficStore"]
 
 
 class TrafficSplit(BaseModel):
@@ -52,7 +52,19 @@ CREATE TABLE IF NOT EXISTS traffic (
 CREATE TABLE IF NOT EXISTS traffic_history (
     model TEXT NOT NULL, revision INTEGER NOT NULL, split TEXT NOT NULL,
     PRIMARY KEY (model, revision));
+CREATE TABLE IF NOT EXISTS load_state (
+    model TEXT PRIMARY KEY, revision INTEGER NOT NULL, detail TEXT NOT NULL, at REAL NOT NULL);
 """
+
+
+class LoadState(BaseModel):
+    """What the inference server last made of a model's split: `detail` is empty once the
+    revision is served in full, else why it is not (a version failed to load)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    revision: int
+    detail: str
 
 
 class TrafficStore:
@@ -105,6 +117,32 @@ class TrafficStore:
         with self._connect() as db:
             rows = db.execute("SELECT split FROM traffic ORDER BY model").fetchall()
         return [TrafficSplit.model_validate(json.loads(r[0])) for r in rows]
+
+    def remove(self, model: str) -> bool:
+        """Withdraw a model's split (its history stays); True if it had one. Servers stop
+        counting its versions in their readiness; one already answering with it goes on until
+        it restarts (there is no undeploy: deploy another version to change what answers)."""
+        with self._connect() as db:
+            gone = db.execute("DELETE FROM traffic WHERE model = ?", (model,)).rowcount
+            db.execute("DELETE FROM load_state WHERE model = ?", (model,))
+        return bool(gone)
+
+    def record_load(self, model: str, revision: int, detail: str = "") -> None:
+        """Record what the inference server made of a revision (`detail`: why it is not served)."""
+        with self._connect() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO load_state (model, revision, detail, at) "
+                "VALUES (?, ?, ?, ?)",
+                (model, revision, detail, time.time()),
+            )
+
+    def load_state(self, model: str) -> LoadState | None:
+        """What the inference server last made of the model's split, or None (never loaded)."""
+        with self._connect() as db:
+            row = db.execute(
+                "SELECT revision, detail FROM load_state WHERE model = ?", (model,)
+            ).fetchone()
+        return LoadState(revision=row[0], detail=row[1]) if row else None
 
     def history(self, model: str) -> list[TrafficSplit]:
         """Every split a model has had, oldest first."""

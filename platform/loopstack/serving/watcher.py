@@ -2,7 +2,8 @@
 
 A daemon thread polls the revisions (one indexed SELECT, every `poll_s`), off the request path.
 Versions are downloaded and loaded before the swap, so requests keep the old split until the
-new one is complete; a revision whose versions fail to load leaves the old split serving.
+new one is complete; a revision whose versions fail to load leaves the old split serving, and
+the server not ready (`Readiness`) until they load or the model is deployed otherwise.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from loopstack.serving.loader import LoadedVersion
+from loopstack.serving.readiness import Readiness, roles
 from loopstack.serving.routing import ServedSplit
 from loopstack.serving.runtime import ServingRuntime
 from loopstack.serving.traffic import TrafficSplit, TrafficStore
@@ -38,12 +40,14 @@ class SplitWatcher:
         loader: Loader,
         poll_s: float = 0.5,
         models: set[str] | None = None,
+        readiness: Readiness | None = None,
     ) -> None:
         self.store = store
         self.runtime = runtime
         self.loader = loader
         self.poll_s = poll_s
         self.only = models
+        self.readiness = readiness or Readiness()
         self._applied: dict[str, int] = {}
         self._failed: dict[tuple[str, int], float] = {}
         self._cache: dict[tuple[str, str], LoadedVersion] = {}
@@ -60,7 +64,9 @@ class SplitWatcher:
 
     def sync(self) -> None:
         """Apply every split whose revision changed since the last sync."""
-        for model, revision in self.revisions().items():
+        deployed = self.revisions()
+        self._forget_removed(deployed)
+        for model, revision in deployed.items():
             if self.only is not None and model not in self.only:
                 continue
             if self._applied.get(model) == revision:
@@ -75,20 +81,24 @@ class SplitWatcher:
     def _apply(self, split: TrafficSplit) -> None:
         if not self.runtime.ready(split.model):
             self.runtime.set_not_ready(split.model, f"loading revision {split.revision}")
-        try:
-            champion = self._load(split.model, split.champion)
-            challenger = self._load(split.model, split.challenger) if split.challenger else None
-        except Exception as exc:
-            log.error(
-                "%s revision %d: cannot load its versions: %s", split.model, split.revision, exc
-            )
+        loaded, failed = self._load_all(split)
+        if failed:
+            log.error("%s revision %d: cannot load %s", split.model, split.revision, failed)
             self._failed[(split.model, split.revision)] = time.monotonic() + _RETRY_S
-            self.runtime.set_not_ready(
-                split.model, f"revision {split.revision} failed to load ({exc}); retrying"
-            )
+            self.readiness.failed(split, failed)
+            failure = self.readiness.failure(split.model)
+            detail = failure.reason() if failure is not None else "failed to load"
+            # With no split yet, requests are refused with the reason; an older split keeps
+            # answering (the server is not ready meanwhile).
+            self.runtime.set_not_ready(split.model, detail)
+            self._record(split.model, split.revision, detail)
             return
+        champion = loaded[split.champion]
+        challenger = loaded[split.challenger] if split.challenger else None
         self.runtime.warm(split.model)
         self.runtime.set_split(ServedSplit(split, champion, challenger))
+        self.readiness.loaded(split.model)
+        self._record(split.model, split.revision, "")
         self._applied[split.model] = split.revision
         self._failed = {k: v for k, v in self._failed.items() if k[0] != split.model}
         wanted = {(split.model, split.champion), (split.model, split.challenger or "")}
@@ -102,6 +112,31 @@ class SplitWatcher:
             split.champion,
             f", challenger v{split.challenger}" if split.challenger else "",
         )
+
+    def _load_all(self, split: TrafficSplit) -> tuple[dict[str, LoadedVersion], dict[str, str]]:
+        """Every version of the split: loaded ones, and why each other did not load."""
+        loaded: dict[str, LoadedVersion] = {}
+        failed: dict[str, str] = {}
+        for version in roles(split):
+            try:
+                loaded[version] = self._load(split.model, version)
+            except Exception as exc:
+                failed[version] = str(exc) or type(exc).__name__
+        return loaded, failed
+
+    def _record(self, model: str, revision: int, detail: str) -> None:
+        """Tell the management API (`loopstack traffic`) what this server made of the split."""
+        try:
+            self.store.record_load(model, revision, detail)
+        except sqlite3.Error as exc:  # serving goes on; the record catches up on the next change
+            log.warning("%s: cannot record the load state: %s", model, exc)
+
+    def _forget_removed(self, deployed: dict[str, int]) -> None:
+        """A model no longer deployed is no longer a reason for the server to be unready."""
+        for failure in self.readiness.failures():
+            if failure.model not in deployed:
+                self.readiness.loaded(failure.model)
+                self._applied.pop(failure.model, None)
 
     def _load(self, model: str, version: str) -> LoadedVersion:
         key = (model, version)

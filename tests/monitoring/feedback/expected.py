@@ -25,7 +25,7 @@ def reference_metrics(task: str, y: Any, score: Any) -> dict[str, float]:
         "precision": float(skm.precision_score(y, hard, zero_division=0)),
         "recall": float(skm.recall_score(y, hard, zero_division=0)),
         "f1": float(skm.f1_score(y, hard, zero_division=0)),
-        "logloss": float(skm.log_loss(y, np.clip(s, 1e-12, 1 - 1e-12), labels=[0, 1])),
+        "log_loss": float(skm.log_loss(y, np.clip(s, 1e-12, 1 - 1e-12), labels=[0, 1])),
     }
     if len(np.unique(y)) == 2:
         out["auc"] = float(skm.roc_auc_score(y, s))

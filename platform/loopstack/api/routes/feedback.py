@@ -33,7 +33,10 @@ class ReviewDecision(BaseModel):
     """A reviewer's answer for a flagged prediction."""
 
     model_config = ConfigDict(extra="forbid")
-    outcome: Any = Field(description="The true label or value (0/1 for a classifier).")
+    outcome: Any = Field(
+        description="The true value: one of the model's classes for a classifier (the spec's "
+        "`classes`, else the champion's, else 0/1), a finite number for a regression."
+    )
     note: str | None = Field(None, max_length=2000, description="Why (kept with the decision).")
 
 
@@ -59,6 +62,8 @@ def router(services: FeedbackServices) -> APIRouter:
 
         Each item: `outcome`, `observed_at`, `source` (`system` or `human`; a human override
         replaces a system outcome), and `prediction_id`, or `model` + `entity_key` + `event_time`.
+        A classifier's `outcome` must be one of its classes (a rejected item names the allowed
+        values); a regression's a finite number.
         """
         items = batch.get("items") if isinstance(batch, dict) else batch
         if not isinstance(items, list):

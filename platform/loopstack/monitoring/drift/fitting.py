@@ -4,7 +4,9 @@ It runs in the main environment and asks the detector server (`drift.detector_ur
 embedded one that `loopstack up` starts) to fit feature-drift (TabularDrift: KS per numeric
 feature, chi-squared per categorical one, the spec's correction), prediction-drift (KS) and
 outlier (isolation forest) detectors on `reference/reference.parquet`, with the thresholds and
-window size of the model's drift spec. The returned bundle is the step's output
+window size of the model's drift spec. A classifier of three or more classes has no score to
+KS-test: its predicted class is watched as one more categorical feature, `prediction`
+(chi-squared and Cramér's V like the other categories; the outlier detector sees it too). The returned bundle is the step's output
 `bundle.tar.gz`; `register` logs it as the version's artifact `detectors/bundle.tar.gz`.
 
 It lives in the monitoring layer (the detector client's layer) and is registered by
@@ -78,6 +80,15 @@ def fit_detectors(ctx: StepContext) -> None:
     reference = pd.read_parquet(ctx.input("reference", "reference.parquet"))
     features = drift_features(spec, reference)
     categorical = categorical_columns(reference, features)
+    prediction: str | None = PREDICTION
+    # A binary classifier's reference holds P(second class) (float); three or more classes hold
+    # the class itself, integers included.
+    if spec.task == "classification" and not pd.api.types.is_float_dtype(reference[PREDICTION]):
+        features, categorical, prediction = (
+            [*features, PREDICTION],
+            [*categorical, PREDICTION],
+            None,
+        )
     url = detector_url(ctx.settings)
     key = f"{spec.name}-run-{ctx.run_id}"[:128]
     drift = spec.drift
@@ -87,9 +98,9 @@ def fit_detectors(ctx: StepContext) -> None:
         bundle = client.fit(
             key,
             # Windows drop rows missing a feature (reporter.window_frame); the reference does too.
-            reference[[*features, PREDICTION]].dropna(),
+            reference[list(dict.fromkeys([*features, PREDICTION]))].dropna(),
             categorical,
-            prediction=PREDICTION,
+            prediction=prediction,
             features=features,
             p_value=drift.p_value,
             correction=drift.correction,

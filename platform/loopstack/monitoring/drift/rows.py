@@ -17,9 +17,12 @@ PREDICTION = "prediction"
 
 
 def prediction_value(outputs: Mapping[str, Any]) -> Any:
-    """What the reference's `prediction` column holds: the prediction (regression) or the
-    probability of the last class (classification, like `predict_proba[:, 1]`)."""
+    """What the reference's `prediction` column holds: the prediction (regression), the
+    probability of the second class (binary, like `predict_proba[:, 1]`) or the predicted class
+    (three or more classes: a category)."""
     probabilities = outputs.get("probabilities")
+    if isinstance(probabilities, Mapping | list) and len(probabilities) > 2:
+        return outputs.get("prediction")
     if isinstance(probabilities, Mapping) and probabilities:
         return list(probabilities.values())[-1]
     if isinstance(probabilities, list) and probabilities:

@@ -32,7 +32,7 @@ from loopstack.core.events.topics import OUTCOMES, PREDICTIONS
 from loopstack.core.processes import stop_on_signals
 from loopstack.core.settings import Settings, load_settings
 from loopstack.monitoring.feedback.alerts import QualityAlerter, QualityPublisher
-from loopstack.monitoring.feedback.baselines import Baselines
+from loopstack.monitoring.feedback.baselines import Baselines, registry_classes
 from loopstack.monitoring.feedback.catalog import ModelCatalog
 from loopstack.monitoring.feedback.gauges import QualityGauges, ReviewGauges
 from loopstack.monitoring.feedback.labels import LabelExporter
@@ -56,6 +56,7 @@ def catalog_for(settings: Settings) -> ModelCatalog:
         settings.models_dir,
         extra_metrics=settings.feedback.alert_metrics,
         default_join_window_s=settings.feedback.default_join_window_s,
+        recorded_classes=registry_classes(settings.mlflow_tracking_uri),
     )
 
 

@@ -1,22 +1,36 @@
 """Outcome intake: validate a feedback batch item by item and publish the valid items as
 `outcome.v1` events. A partially valid batch loses nothing: each item is accepted or rejected
-with its reason."""
+with its reason.
+
+An outcome is checked against its model's task here, before it reaches the log: a classifier's
+outcome must be one of its classes (`ModelCatalog.classes`; "1" for an integer class is that
+class, `yes` for 0/1 is refused with the allowed values) and is published as that class; a
+regression outcome must be a finite number. An outcome by prediction id whose prediction is not
+in the read model yet has no known model (nor has a classifier whose classes are recorded with
+its champion while the registry is away): it is published if it is a number or a label, and the
+join checks it against the prediction's classes (`projector.py`)."""
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from loopstack.core.errors import InvalidInput
+from loopstack.core.errors import InvalidInput, Unavailable
 from loopstack.core.events import Event
 from loopstack.core.events.errors import EventError
 from loopstack.core.events.topics import OUTCOMES
 from loopstack.monitoring.feedback.catalog import ModelCatalog
-from loopstack.monitoring.feedback.records import label_number, parse_time, to_iso
+from loopstack.monitoring.feedback.records import label_number, parse_time, segment_value, to_iso
 
 __all__ = ["FeedbackResult", "OutcomePublisher", "OutcomeIntake"]
+
+log = logging.getLogger(__name__)
+
+MAX_LABEL_CHARS = 256
+"""Longest text outcome accepted (a class name)."""
 
 _FIELDS = {
     "prediction_id",
@@ -160,7 +174,7 @@ class OutcomeIntake:
             raise InvalidInput("give `prediction_id`, or `entity_key` + `event_time` (+ `model`)")
         if model:
             data["model"] = str(model)
-        self._check_value(value, model)
+        data["value"] = self._checked_value(value, str(model) if model else None)
         event = Event.create(
             "outcome.v1",
             data,
@@ -170,11 +184,74 @@ class OutcomeIntake:
         )
         return event.validate()
 
-    def _check_value(self, value: Any, model: str | None) -> None:
+    def _checked_value(self, value: Any, model: str | None) -> Any:
+        """The outcome as the event carries it: a classifier's class, or the number given.
+
+        Raises:
+            InvalidInput: the value cannot be an outcome of the model (allowed values named).
+        """
+        if isinstance(value, dict | list):
+            raise InvalidInput(f"`outcome` must be a number or a label, got {type(value).__name__}")
+        classes, unchecked = None, model is None
+        if model is not None:
+            try:
+                classes = self._catalog.classes(model)
+            except Unavailable as exc:
+                # The classes live with the champion in the registry, which is away: the join
+                # checks the outcome against the answer's classes instead of refusing it here.
+                log.warning("feedback: classes of %r unknown (%s); checked at the join", model, exc)
+                unchecked = True
+        if classes is not None:
+            found = _as_class(value, classes)
+            if found is None:
+                raise InvalidInput(
+                    f"`outcome` {value!r} is not a class of model {model!r}: allowed values are "
+                    f"{', '.join(repr(c) for c in classes)}"
+                )
+            return found
+        if unchecked and isinstance(value, str) and label_number(value) is None:
+            if not value.strip() or len(value) > MAX_LABEL_CHARS:
+                raise InvalidInput(
+                    f"`outcome` must be a number or a label of at most {MAX_LABEL_CHARS} characters"
+                )
+            return value
         number = label_number(value)
+        if model is not None and self._catalog.get(model).task == "regression":
+            # yes/no and booleans are labels, not measurements: a regression refuses them.
+            measured = not isinstance(value, bool) and _is_number_text(value)
+            number = number if measured else None
         if number is None or not math.isfinite(number):
-            raise InvalidInput(f"`outcome` {value!r} is not a number, a boolean or yes/no")
-        if model and self._catalog.get(model).task == "classification" and number not in (0, 1):
             raise InvalidInput(
-                f"model {model!r} is a classifier: `outcome` must be 0/1, got {value!r}"
+                f"`outcome` {value!r} is not a number: model {model!r} needs a finite number"
+                if model
+                else f"`outcome` {value!r} is not a number, a boolean or a label"
             )
+        return value
+
+
+def _is_number_text(value: Any) -> bool:
+    if not isinstance(value, str):
+        return True
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _as_class(value: Any, classes: list[Any]) -> Any:
+    """The class `value` names, or None: compared as text, so "1" and 1.0 are the class 1; a
+    boolean names 0/1 (or False/True) only."""
+    if isinstance(value, bool):
+        wanted = {0: False, 1: True}
+        for c in classes:
+            if isinstance(c, bool | int) and c in wanted and wanted[c] == value:
+                return c
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    text = segment_value(value.strip() if isinstance(value, str) else value)
+    for c in classes:
+        if segment_value(c) == text:
+            return c
+    return None

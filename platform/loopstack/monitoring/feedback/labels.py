@@ -34,7 +34,7 @@ __all__ = ["LabelExporter", "label_row", "record_label"]
 log = logging.getLogger(__name__)
 
 
-def label_row(info: ModelInfo, document: dict[str, Any], value: float) -> dict[str, Any] | None:
+def label_row(info: ModelInfo, document: dict[str, Any], value: Any) -> dict[str, Any] | None:
     """The label row of a logged prediction (its `document`) with outcome `value` as the target;
     None when the prediction does not name its entity (no row training could join)."""
     key = (document.get("entity_key") or {}).get(info.join_key)
@@ -53,9 +53,11 @@ def record_label(
 ) -> None:
     """Record the training label the winning `outcome` gives `prediction` (in the event's
     transaction). Models without a spec have no target to name: nothing is recorded."""
-    if not info.has_spec or outcome.value is None:
+    # A class name (multiclass, text labels) is the target as sent; anything else its number.
+    target = outcome.value if outcome.value is not None else outcome.label
+    if not info.has_spec or target is None:
         return
-    row = label_row(info, json.loads(prediction["document"]), outcome.value)
+    row = label_row(info, json.loads(prediction["document"]), target)
     if row is None:
         log.debug("feedback: prediction %s names no entity; no label", prediction["prediction_id"])
         return
@@ -126,6 +128,8 @@ class LabelExporter:
         if self._store is None:
             self._store = self._open_store()
         info = self._catalog.get(model)
+        if info.has_spec and not info.feature_service:
+            return 0  # request fields only: no label source in the feature store to append to
         source = label_source(self._store, feature_service(self._store, info.feature_service))
         frame = pd.DataFrame([json.loads(r["row"]) for r in rows])
         frame[source.timestamp_field] = pd.to_datetime(

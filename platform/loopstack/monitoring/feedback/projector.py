@@ -18,6 +18,8 @@ window of its version and route; the row that fills a window closes it; metrics 
 from __future__ import annotations
 
 import json
+import logging
+import math
 from collections.abc import Callable, Collection
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -30,7 +32,12 @@ from loopstack.core.errors import InvalidInput
 from loopstack.core.events import Event
 from loopstack.monitoring.feedback.catalog import ModelCatalog
 from loopstack.monitoring.feedback.labels import record_label
-from loopstack.monitoring.feedback.records import OutcomeRow, PredictionRow
+from loopstack.monitoring.feedback.records import (
+    OutcomeRow,
+    PredictionRow,
+    class_probabilities,
+    label_key,
+)
 from loopstack.monitoring.feedback.reviews import (
     REVIEW,
     apply_review_event,
@@ -47,6 +54,8 @@ from loopstack.monitoring.feedback.tables import (
 from loopstack.monitoring.feedback.windows import place_row
 
 __all__ = ["FeedbackProjector", "utcnow"]
+
+log = logging.getLogger(__name__)
 
 PREDICTION = "prediction.v1"
 OUTCOME = "outcome.v1"
@@ -154,9 +163,12 @@ class FeedbackProjector:
         waiting = [w for w in waiting if w.prediction_id or not self._taken(conn, w, row)]
         if not waiting:
             return
-        best = max(waiting, key=lambda w: (w.source == "human", w.observed_at, w.event_id))
         current = conn.execute(select(predictions).where(p.prediction_id == row.prediction_id))
-        self._set_outcome(conn, current.mappings().one(), best)
+        stored = current.mappings().one()
+        # An outcome that names no class of this answer must not outrank a valid one.
+        fitting = [w for w in waiting if _fits(stored, w)] or waiting
+        best = max(fitting, key=lambda w: (w.source == "human", w.observed_at, w.event_id))
+        self._set_outcome(conn, stored, best)
         conn.execute(
             update(outcomes)
             .where(o.event_id.in_([w.event_id for w in waiting]))
@@ -183,8 +195,8 @@ class FeedbackProjector:
     def apply_outcome(self, event: Event, conn: Connection) -> None:
         """Join an outcome to its predictions, or keep it waiting for them."""
         outcome = OutcomeRow.from_event(event)
-        if outcome.value is None:
-            raise InvalidInput(f"outcome {event.id}: value {outcome.value_json} is not a number")
+        if outcome.value is None and not isinstance(outcome.label, str):
+            raise InvalidInput(f"outcome {event.id}: value {outcome.value_json} is not a label")
         info = self.catalog.get(outcome.model)
         now = self.clock()
         matched = self._matching_predictions(conn, outcome)
@@ -250,6 +262,18 @@ class FeedbackProjector:
         """Put `outcome` on `prediction` if it wins; place the row and close or recompute its
         window (with the prediction's model: an outcome by id may name none)."""
         info = self.catalog.get(prediction["model"])
+        if not _fits(prediction, outcome):
+            # Intake checks outcomes against the model's classes, but one sent by prediction id
+            # before its prediction was stored could not be: it labels nothing rather than
+            # poisoning the window's metrics.
+            log.warning(
+                "feedback: outcome %s (%s) is not a valid outcome of prediction %s of %r; ignored",
+                outcome.event_id,
+                outcome.value_json,
+                prediction["prediction_id"],
+                prediction["model"],
+            )
+            return
         if not outcome.beats(
             prediction["outcome_source"], prediction["observed_at"], prediction["outcome_event_id"]
         ):
@@ -328,3 +352,12 @@ class FeedbackProjector:
         ).first()
         if queued is None:
             conn.execute(insert(push_queue).values(model=model, entity=entity, hour=hour))
+
+
+def _fits(prediction: RowMapping, outcome: OutcomeRow) -> bool:
+    """Whether `outcome` can label `prediction`: one of its classes for a classifier's answer, a
+    finite number otherwise."""
+    classes = class_probabilities(json.loads(prediction["document"]))
+    if classes is not None:
+        return label_key(outcome.label, classes) is not None
+    return outcome.value is not None and math.isfinite(outcome.value)

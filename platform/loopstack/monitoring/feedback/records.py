@@ -6,14 +6,17 @@ Conventions the join relies on:
 - Times are UTC, stored naive (the same SQL on SQLite and PostgreSQL).
 - A shadow prediction carries the id of the answer the caller got for the same request
   (`paired_prediction_id`): an outcome sent for that id labels both.
-- The score is the regression prediction, or P(class 1) for classification.
+- The score is the regression prediction, P(second class) of a binary classifier, or the top
+  class probability of a multiclass one; the class probabilities themselves stay in the document
+  (`outputs.probabilities`, class -> probability in the model's order), where live quality and
+  the rollout's losses read them.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -23,6 +26,8 @@ from loopstack.core.events import Event
 
 __all__ = [
     "OutcomeRow",
+    "class_probabilities",
+    "label_key",
     "PredictionRow",
     "canonical_entity",
     "label_number",
@@ -34,7 +39,6 @@ __all__ = [
 
 _TRUE = {"1", "true", "yes", "y", "t"}
 _FALSE = {"0", "false", "no", "n", "f"}
-_POSITIVE_KEYS = ("1", "true", "True", "yes", "Yes", "positive")
 
 
 def parse_time(value: Any) -> datetime:
@@ -76,6 +80,20 @@ def segment_value(value: Any) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
+
+
+def label_key(value: Any, classes: Collection[str]) -> str | None:
+    """The class an outcome names, as the key serving gives it in `outputs.probabilities` (`str`
+    of the class), or None if it names none: 2, 2.0 and "2" are the class "2"; a boolean is
+    "True"/"False", else "1"/"0"."""
+    candidates: tuple[str, ...]
+    if isinstance(value, bool):
+        candidates = (str(value), "1" if value else "0")
+    elif isinstance(value, float) and value.is_integer():
+        candidates = (str(int(value)),)
+    else:
+        candidates = (str(value),)
+    return next((c for c in candidates if c in classes), None)
 
 
 def label_number(value: Any) -> float | None:
@@ -131,17 +149,28 @@ def _first(value: Any) -> Any:
 
 
 def _score(outputs: Mapping[str, Any]) -> float | None:
-    """P(class 1) when probabilities are given, else the prediction itself as a number."""
+    """P(second class) of two, the top probability of more, else the prediction as a number."""
     probabilities = outputs.get("probabilities")
     if isinstance(probabilities, list) and probabilities:
         flat = probabilities[0] if isinstance(probabilities[0], list) else probabilities
-        return float(flat[1] if len(flat) >= 2 else flat[0])
+        values = [float(v) for v in flat]
+    elif isinstance(probabilities, dict) and probabilities:
+        # Serving writes the classes in the model's order, which JSON keeps.
+        values = [float(v) for v in probabilities.values()]
+    else:
+        return label_number(_first(outputs.get("prediction")))
+    if len(values) == 2:
+        return values[1]
+    return max(values)
+
+
+def class_probabilities(document: Mapping[str, Any]) -> dict[str, float] | None:
+    """A logged classifier answer's class -> probability, in the model's order; None if the
+    answer has none (a regression model, a failed request)."""
+    probabilities = (document.get("outputs") or {}).get("probabilities")
     if isinstance(probabilities, dict) and probabilities:
-        for key in _POSITIVE_KEYS:
-            if key in probabilities:
-                return float(probabilities[key])
-        return float(probabilities[sorted(probabilities)[-1]])
-    return label_number(_first(outputs.get("prediction")))
+        return {str(k): float(v) for k, v in probabilities.items()}
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,6 +263,11 @@ class OutcomeRow:
             source=str(data["source"]),
             observed_at=parse_time(data["observed_at"]),
         )
+
+    @property
+    def label(self) -> Any:
+        """The outcome as it was sent (a class name, a number)."""
+        return json.loads(self.value_json)
 
     @property
     def key(self) -> str:

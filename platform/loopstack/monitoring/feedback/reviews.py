@@ -160,14 +160,16 @@ def _decide(conn: Connection, pid: str, decision: dict[str, Any]) -> None:
     if decision:
         conn.execute(update(reviews).where(reviews.c.prediction_id == pid).values(**decision))
     entry = _entry(conn, pid)
-    if entry is None or entry["decision_value"] is None:
+    if entry is None or entry["decision_json"] is None:
         return
-    predicted = entry["predicted_value"]
-    overridden = (
-        None
-        if predicted is None
-        else not math.isclose(entry["decision_value"], predicted, rel_tol=1e-9, abs_tol=1e-9)
-    )
+    predicted, decided = entry["predicted_value"], entry["decision_value"]
+    if predicted is not None and decided is not None:
+        overridden: bool | None = not math.isclose(decided, predicted, rel_tol=1e-9, abs_tol=1e-9)
+    elif entry["predicted_json"] is not None:
+        # Text classes (multiclass weather, "no"/"yes"): the decision names a class or not.
+        overridden = json.loads(entry["decision_json"]) != json.loads(entry["predicted_json"])
+    else:
+        overridden = None
     conn.execute(
         update(reviews).where(reviews.c.prediction_id == pid).values(overridden=overridden)
     )

@@ -14,6 +14,9 @@ Joining is cheap and metrics are computed once per batch:
 - `refresh` (after the batch commits) renumbers the rows from the first dirty window on and
   recomputes the dirty windows. In the usual case outcomes arrive roughly in prediction order
   and only the newly closed window is computed.
+
+A classifier's window is scored on the class probabilities its answers logged: two classes get
+the binary metrics on P(second class), three or more accuracy, macro-F1 and log-loss.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, updat
 from sqlalchemy.engine import Connection, Engine
 
 from loopstack.monitoring.feedback.catalog import ModelCatalog
+from loopstack.monitoring.feedback.records import class_probabilities, label_key
 from loopstack.monitoring.feedback.tables import counters, predictions, window_metrics, windows
 from loopstack.pipelines.metrics import task_metrics
 
@@ -60,6 +64,10 @@ class JoinedRow:
     human: bool
     segments: dict[str, str]
     request_time: datetime
+    probabilities: dict[str, float] | None = None
+    """A classifier's answer: class -> probability, in the model's order."""
+    label: str | None = None
+    """A classifier's outcome: the class it names (a key of `probabilities`)."""
 
 
 def _finite(value: float) -> float | None:
@@ -67,8 +75,21 @@ def _finite(value: float) -> float | None:
 
 
 def _metrics(task: str, rows: Sequence[JoinedRow]) -> dict[str, float | None]:
-    values = task_metrics(task, [r.y for r in rows], [r.score for r in rows])
+    classes = _classes(rows)
+    if task == "classification" and classes is not None:
+        proba = [[(r.probabilities or {}).get(c, 0.0) for c in classes] for r in rows]
+        values = task_metrics(task, [r.label for r in rows], proba, classes)
+    else:
+        values = task_metrics(task, [r.y for r in rows], [r.score for r in rows])
     return {k: _finite(v) for k, v in values.items()}
+
+
+def _classes(rows: Sequence[JoinedRow]) -> list[str] | None:
+    """The class order of a window's answers (the first row's), if every row has one."""
+    if not rows or any(r.probabilities is None or r.label is None for r in rows):
+        return None
+    first = rows[0].probabilities or {}
+    return list(first)
 
 
 def window_metric_rows(
@@ -220,17 +241,32 @@ def _renumber(
 def _rows(conn: Connection, key: WindowKey) -> list[JoinedRow]:
     p = predictions.c
     found = conn.execute(
-        select(p.outcome_value, p.score, p.outcome_source, p.segments, p.request_time)
+        select(
+            p.outcome_value,
+            p.outcome_json,
+            p.score,
+            p.outcome_source,
+            p.segments,
+            p.request_time,
+            p.document,
+        )
         .where(
             *_same(key.model, key.version, key.route),  # type: ignore[arg-type]
             p.window_no == key.window_no,
         )
         .order_by(p.request_time, p.prediction_id)
     )
-    return [
-        JoinedRow(float(y), float(s), source == "human", json.loads(seg), t)
-        for y, s, source, seg, t in found
-    ]
+    out = []
+    for y, raw, s, source, seg, t, document in found:
+        probabilities = class_probabilities(json.loads(document))
+        label = None
+        if probabilities is not None and raw is not None:
+            label = label_key(json.loads(raw), probabilities)
+        number = float(y) if y is not None else math.nan
+        out.append(
+            JoinedRow(number, float(s), source == "human", json.loads(seg), t, probabilities, label)
+        )
+    return out
 
 
 def _recompute(conn: Connection, key: WindowKey, task: str, segments: Sequence[str]) -> None:

@@ -59,16 +59,24 @@ class EmbeddedBackend(Backend):
 
     def deploy(self, split: TrafficSplit) -> Deployment:
         """Record the split; the inference server applies it on its next refresh."""
-        return Deployment(split=self.store.set(split), ready=True)
+        return self._reported(self.store.set(split))
 
     def deployment(self, model: str) -> Deployment | None:
         """The model's recorded split."""
         split = self.store.get(model)
-        return Deployment(split=split, ready=True) if split else None
+        return self._reported(split) if split else None
 
     def deployments(self) -> list[Deployment]:
         """Every recorded split."""
-        return [Deployment(split=s, ready=True) for s in self.store.all()]
+        return [self._reported(s) for s in self.store.all()]
+
+    def _reported(self, split: TrafficSplit) -> Deployment:
+        """The split, ready once the inference server reported its revision loaded in full."""
+        state = self.store.load_state(split.model)
+        if state is None or state.revision < split.revision:
+            waiting = f"the inference server has not loaded revision {split.revision} yet"
+            return Deployment(split=split, ready=False, detail=waiting)
+        return Deployment(split=split, ready=not state.detail, detail=state.detail)
 
     def run_pipeline(self, pipeline: str, params: dict[str, str]) -> RunState:
         """Validate, prepare the run directory, and start the runner in its own process group."""

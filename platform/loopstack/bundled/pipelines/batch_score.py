@@ -1,0 +1,1 @@
+../../../../pipelines/batch_score.py
