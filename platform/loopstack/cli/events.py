@@ -42,7 +42,10 @@ def tail(
 def dlq(ctx: typer.Context, topic: str, limit: int = typer.Option(20, "--limit", "-n")) -> None:
     """List dead letters of TOPIC with their reason and origin."""
     with fail_on_errors(), LoopstackClient.from_settings(ctx.obj) as client:
-        _print(client.get("/v1/events/dlq", topic=topic, limit=limit)["items"])
+        items = client.get("/v1/events/dlq", topic=topic, limit=limit)["items"]
+    if not items:
+        console.print(f"no dead letters on {topic}", highlight=False)
+    _print(items)
 
 
 @app.command()

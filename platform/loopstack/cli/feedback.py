@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from loopstack.cli.errors import UnreadableOutcomes
 from loopstack.cli.output import console, err_console, fail_on_errors
 from loopstack.client import LoopstackClient
 from loopstack.core.errors import InvalidInput
@@ -50,28 +51,63 @@ def _clean(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
+def _first_line(exc: BaseException) -> str:
+    if isinstance(exc, UnicodeDecodeError):
+        return "it is not UTF-8 text"
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return (lines[0][:200] if lines else type(exc).__name__).rstrip(".")
+
+
+def _read_frame(path: Path) -> Any:
+    import pandas as pd
+    from pyarrow import ArrowException
+
+    kind = path.suffix.lower()
+    if kind not in (".csv", ".parquet", ".pq"):
+        raise UnreadableOutcomes(path, f"{kind or 'no extension'} is not .csv or .parquet")
+    if not path.exists():
+        raise UnreadableOutcomes(path, "no such file")
+    if not path.is_file():
+        raise UnreadableOutcomes(path, "not a file")
+    try:
+        if kind == ".csv":
+            return pd.read_csv(path, dtype={"prediction_id": str})
+        return pd.read_parquet(path)
+    except (OSError, ValueError, TypeError, ArrowException) as exc:
+        # A truncated parquet, binary bytes in a CSV, a ragged row: the file's fault, not ours.
+        what = "CSV" if kind == ".csv" else "parquet"
+        raise UnreadableOutcomes(path, f"not a valid {what} file ({_first_line(exc)})") from exc
+
+
 def read_items(path: Path, entity_columns: list[str]) -> list[dict[str, Any]]:
     """Feedback items from a CSV or parquet file.
 
     Columns: `prediction_id`, `outcome`, `observed_at`, optional `source`, `model`,
     `event_time`, and the entity key either as JSON text in `entity_key` or as the columns
-    named by `entity_columns`. Empty cells are left out.
+    named by `entity_columns`. Empty cells are left out. Raises UnreadableOutcomes (one line
+    naming the file and the fix) if the file is missing, broken or lacks those columns.
     """
-    import pandas as pd
-
-    if path.suffix.lower() in (".parquet", ".pq"):
-        frame = pd.read_parquet(path)
-    elif path.suffix.lower() == ".csv":
-        frame = pd.read_csv(path, dtype={"prediction_id": str})
-    else:
-        raise InvalidInput(f"{path}: give a .csv or .parquet file")
+    frame = _read_frame(path)
+    columns = [str(c) for c in frame.columns]
+    needed = ["outcome", "observed_at", *entity_columns]
+    if "prediction_id" not in columns and "event_time" not in columns:
+        needed.insert(0, "prediction_id")
+    missing = [c for c in needed if c not in columns]
+    if missing:
+        found = ", ".join(columns[:10]) + (", ..." if len(columns) > 10 else "")
+        raise UnreadableOutcomes(
+            path, f"no column(s) {', '.join(missing)} (found: {found or 'none'})"
+        )
     items = []
-    for record in frame.to_dict(orient="records"):
+    for row, record in enumerate(frame.to_dict(orient="records"), start=1):
         item = {k: _clean(record.get(k)) for k in _COLUMNS if _clean(record.get(k)) is not None}
         if entity_columns:
             item["entity_key"] = {c: _clean(record[c]) for c in entity_columns}
         elif _clean(record.get("entity_key")) is not None:
-            item["entity_key"] = json.loads(str(record["entity_key"]))
+            try:
+                item["entity_key"] = json.loads(str(record["entity_key"]))
+            except ValueError:
+                raise UnreadableOutcomes(path, f"row {row}: entity_key is not JSON") from None
         items.append(item)
     return items
 
@@ -79,7 +115,8 @@ def read_items(path: Path, entity_columns: list[str]) -> list[dict[str, Any]]:
 @app.command("send")
 def send(
     ctx: typer.Context,
-    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="CSV or parquet")],
+    # Checked by read_items, so a missing file is one line naming the fix (not a usage box).
+    file: Annotated[Path, typer.Argument(help="CSV or parquet")],
     entity: Annotated[
         list[str] | None,
         typer.Option("--entity", help="Column of the entity key (repeat for a compound key)"),

@@ -10,7 +10,6 @@ from types import SimpleNamespace
 
 import pandas as pd
 import pytest
-import typer
 from fastapi import FastAPI
 from loopstack.api.errors import install_error_handlers
 from loopstack.api.routes.feedback import router
@@ -23,10 +22,13 @@ from loopstack.monitoring.feedback.consumer import FeedbackConsumer
 from loopstack.monitoring.feedback.service import FeedbackService
 from typer.testing import CliRunner
 
+from tests.cli.wiring import cli_for
 from tests.monitoring.feedback.builders import bike_rows, bike_scenario, spec
 from tests.monitoring.feedback.test_join import append
 from tests.monitoring.feedback.test_reviews import credit_prediction
 from tests.servers import asgi_server
+
+CLI_GROUPS = {"feedback": feedback.app, "reviews": reviews.app}
 
 CATALOG = ModelCatalog(
     specs={
@@ -53,20 +55,6 @@ def api_settings(
         publisher.close(timeout=5)
 
 
-def cli_for(settings: Settings) -> typer.Typer:
-    """The CLI as the lead wires it into `loopstack`."""
-    cli = typer.Typer()
-
-    @cli.callback()
-    def main(ctx: typer.Context) -> None:
-        ctx.obj = settings
-
-    cli.add_typer(feedback.app, name="feedback")
-    cli.command("quality")(feedback.quality)
-    cli.add_typer(reviews.app, name="reviews")
-    return cli
-
-
 @pytest.mark.parametrize("read_model_url", ["sqlite"], indirect=True)
 def test_send_rebuild_and_quality(
     api_settings: Settings,
@@ -89,7 +77,7 @@ def test_send_rebuild_and_quality(
     )
     frame.loc[7, "outcome"] = None  # a row without its outcome is rejected, the rest go
     frame.to_csv(tmp_path / "outcomes.csv", index=False)
-    cli, runner = cli_for(api_settings), CliRunner()
+    cli, runner = cli_for(api_settings, CLI_GROUPS, {"quality": feedback.quality}), CliRunner()
     sent = runner.invoke(cli, ["feedback", "send", str(tmp_path / "outcomes.csv")])
     assert sent.exit_code == 2, sent.output
     assert "19 outcome(s) accepted, 1 rejected" in sent.output and "row 8" in sent.output
@@ -122,7 +110,7 @@ def test_reviews_lists_the_queue_and_records_a_decision(
     )
     consumer = FeedbackConsumer(api_settings, event_log, read_model, catalog=CATALOG)
     consumer.drain()
-    runner, cli = CliRunner(), cli_for(api_settings)
+    runner, cli = CliRunner(), cli_for(api_settings, CLI_GROUPS, {"quality": feedback.quality})
 
     listed = runner.invoke(cli, ["reviews", "--model", "credit-default"])
     assert listed.exit_code == 0, listed.output

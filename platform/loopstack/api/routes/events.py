@@ -37,7 +37,11 @@ def events_router(service: EventService) -> APIRouter:
         limit: int = Query(50, ge=1, le=1000),
         after: str | None = Query(None, description="Cursor from a previous page."),
     ) -> dict[str, Any]:
-        """Dead letters of a topic with reason, origin, group, attempts and payload."""
+        """Dead letters of a topic with reason, origin, group, attempts and payload.
+
+        A topic with none yet answers an empty list; an unknown topic is a 404 naming the known
+        ones.
+        """
         return _page(service.dead_letters(topic, limit, after))
 
     @api.post("/replay")

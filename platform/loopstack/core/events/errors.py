@@ -15,6 +15,7 @@ __all__ = [
     "SchemaViolation",
     "TopicNotFound",
     "UnknownEventType",
+    "UnknownTopic",
 ]
 
 
@@ -67,6 +68,17 @@ class TopicNotFound(NotFound):
     def __init__(self, topic: str) -> None:
         super().__init__(
             f"topic {topic!r} does not exist; check the name (events are published first)"
+        )
+
+
+class UnknownTopic(TopicNotFound):
+    """A topic named by an operator is neither a Loopstack topic nor one in the log (a typo)."""
+
+    def __init__(self, topic: str, known: list[str]) -> None:
+        NotFound.__init__(
+            self,
+            f"unknown topic {topic!r}; known topics: {', '.join(known)}. Name the source "
+            "topic (e.g. `loopstack events dlq outcomes`)",
         )
 
 

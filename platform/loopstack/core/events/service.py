@@ -16,7 +16,7 @@ from typing import Any
 from loopstack.core.events import jsoncodec
 from loopstack.core.events.deadletter import DeadLetter
 from loopstack.core.events.envelope import Event
-from loopstack.core.events.errors import EventError, InvalidTopic
+from loopstack.core.events.errors import EventError, InvalidTopic, TopicNotFound, UnknownTopic
 from loopstack.core.events.log.base import (
     DLQ_SUFFIX,
     EventLog,
@@ -25,6 +25,7 @@ from loopstack.core.events.log.base import (
     check_topic,
     dlq_topic,
 )
+from loopstack.core.events.topics import PLATFORM_TOPICS
 
 __all__ = ["EventPage", "EventService", "ReplayResult", "format_cursor", "parse_cursor"]
 
@@ -131,8 +132,20 @@ class EventService:
         return out
 
     def dead_letters(self, topic: str, limit: int = 50, after: str | None = None) -> EventPage:
-        """Dead letters of `topic` (entries of `<topic>.dlq`) with reason and origin."""
-        page = self.tail(dlq_topic(check_topic(topic)), limit, after)
+        """Dead letters of `topic` (entries of `<topic>.dlq`) with reason and origin.
+
+        A topic that has none yet (its DLQ topic is created by the first dead letter) answers
+        an empty page; a name that is neither a Loopstack topic nor in the log raises
+        UnknownTopic naming the known ones.
+        """
+        dlq = dlq_topic(check_topic(topic))
+        try:
+            page = self.tail(dlq, limit, after)
+        except TopicNotFound:
+            source = dlq[: -len(DLQ_SUFFIX)]
+            if source not in PLATFORM_TOPICS and not self._exists(source):
+                raise UnknownTopic(source, list(PLATFORM_TOPICS)) from None
+            return EventPage(dlq, [], after or "")
         items = []
         for item in page.items:
             entry = item.get("event")
@@ -140,6 +153,13 @@ class EventService:
                 entry = {k: v for k, v in entry.items() if k != "payload_b64"}
                 items.append({**item, "event": None, "dead_letter": entry})
         return EventPage(page.topic, items, page.cursor)
+
+    def _exists(self, topic: str) -> bool:
+        try:
+            self._log.watermarks(topic)
+        except TopicNotFound:
+            return False
+        return True
 
     def replay(
         self,

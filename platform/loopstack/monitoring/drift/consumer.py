@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
-from loopstack.core.errors import NotFound
+from loopstack.core.errors import NotFound, is_transient
 from loopstack.core.events import (
     BatchResult,
     ConsumerProcess,
@@ -29,6 +30,7 @@ from loopstack.core.events import (
     EventMetrics,
 )
 from loopstack.core.events.topics import PREDICTIONS
+from loopstack.core.logthrottle import LogThrottle
 from loopstack.core.modelspec import DriftSpec, ReviewSpec, load_model_spec
 from loopstack.core.processes import stop_on_signals
 from loopstack.core.settings import Settings, load_settings
@@ -42,6 +44,10 @@ from loopstack.monitoring.drift.windows import WindowAssigner, close_idle, utcno
 __all__ = ["DriftConsumer", "SpecCatalog", "detector_url", "main"]
 
 log = logging.getLogger(__name__)
+
+_BACKOFF_MIN_S = 0.5
+_BACKOFF_MAX_S = 30.0
+"""Wait between retries while the event log fails: doubles from the minimum up to this."""
 
 
 def detector_url(settings: Settings) -> str:
@@ -124,6 +130,7 @@ class DriftConsumer(ConsumerProcess):
             clock=clock,
         )
         self._next_sweep = 0.0
+        self._retries = LogThrottle()
 
     def run_once(self, timeout: float = 0.5) -> BatchResult:
         """Process one batch, report the windows it closed; sweep when due."""
@@ -139,6 +146,34 @@ class DriftConsumer(ConsumerProcess):
         self._next_sweep = time.monotonic() + self.settings.drift.sweep_interval_s
         self._guarded("close", lambda: close_idle(self.store.engine, self.specs, self.clock()))
         return self._guarded("report", self.reporter.report_pending)
+
+    def run(self, stop: threading.Event, poll_timeout: float = 0.5) -> None:
+        """Process batches until `stop` is set; back off and go on while the log is unavailable.
+
+        A batch that fails is rewound by the runner and read again, so a transient error (a
+        locked or read-only event log, a lost broker) costs only time. An error a retry cannot
+        cure stops the consumer: retrying it would only spin.
+        """
+        delay = 0.0
+        while not stop.is_set():
+            try:
+                self.run_once(poll_timeout)
+            except Exception as exc:
+                if not is_transient(exc):
+                    log.critical(
+                        "drift consumer stops: %s: %s; a retry cannot cure this, fix the cause "
+                        "and restart it (the batch was not committed and is read again)",
+                        type(exc).__name__,
+                        exc,
+                    )
+                    raise
+                delay = min(_BACKOFF_MAX_S, max(_BACKOFF_MIN_S, delay * 2))
+                self._retries.warning(
+                    log, "drift consumer: %s: %s; retrying with back-off", type(exc).__name__, exc
+                )
+                stop.wait(delay)
+            else:
+                delay = 0.0
 
     def _guarded(self, name: str, step: Callable[[], int]) -> int:
         try:

@@ -27,6 +27,7 @@ from sqlalchemy.engine import Connection, RowMapping
 from loopstack.core.errors import Unavailable
 from loopstack.core.events import Event
 from loopstack.core.events.topics import DRIFT, PREDICTIONS
+from loopstack.core.logthrottle import LogThrottle
 from loopstack.core.modelspec import DriftSpec, ReviewSpec
 from loopstack.monitoring.detector_client import DetectorClient
 from loopstack.monitoring.drift.bundles import (
@@ -134,6 +135,7 @@ class WindowReporter:
         self.unwatched = unwatched if unwatched is not None else set()
         self._clock = clock
         self._loaded: dict[tuple[str, str], _Detectors] = {}
+        self._waits = LogThrottle()
 
     def report_pending(self, limit: int = 200) -> int:
         """Report up to `limit` closed windows, oldest first per version; return how many.
@@ -159,8 +161,9 @@ class WindowReporter:
                 done += self._report(head)
             except Unavailable as exc:
                 self.gauges.score_failures.labels(*version).inc()
-                log.warning(
-                    "drift: window %d of %s v%s waits: %s", head["window_no"], *version, exc
+                # Retried after every batch: without the throttle, ~19 copies a second.
+                self._waits.warning(
+                    log, "drift: window %d of %s v%s waits: %s", head["window_no"], *version, exc
                 )
                 blocked.add(version)
         return done
