@@ -39,24 +39,6 @@ YEAR_START = pd.Timestamp("2011-01-01", tz="UTC")
 HISTORY_END = pd.Timestamp("2011-03-01", tz="UTC")
 """The training files hold event times before this; later hours exist only in the replay file."""
 BIKE_REPLAY = "bike_demand_replay.parquet"
-LABEL_COLUMNS = [
-    "city_id",
-    "event_timestamp",
-    "season",
-    "mnth",
-    "day",
-    "hr",
-    "holiday",
-    "weekday",
-    "workingday",
-    "weathersit",
-    "temp",
-    "atemp",
-    "hum",
-    "windspeed",
-    "label_timestamp",
-    "bikers",
-]
 CITY_ID = "dc"
 HOUR = pd.Timedelta(hours=1)
 TRAILING_HOURS = 7 * 24
@@ -83,6 +65,7 @@ CONTEXT = [
     "hum",
     "windspeed",
 ]
+LABEL_COLUMNS = ["city_id", "event_timestamp", *CONTEXT, "label_timestamp", "bikers"]
 PARQUET = {"index": False, "compression": "zstd"}
 
 
