@@ -11,7 +11,14 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHES = ["bench_events", "bench_pipelines", "bench_drift", "bench_feedback", "bench_serving"]
+BENCHES = [
+    "bench_events",
+    "bench_pipelines",
+    "bench_drift",
+    "bench_feedback",
+    "bench_serving",
+    "bench_durable",
+]
 
 
 def main() -> int:

@@ -262,6 +262,38 @@ def wait_ready(url: str, timeout: float = 120) -> None:
     raise TimeoutError(url)
 
 
+def start_server(
+    procs: list[subprocess.Popen[bytes]],
+    argv: list[str],
+    log: Path,
+    env: dict[str, str] | None = None,
+) -> int:
+    """Start a server child in a session of its own, pinned to the server core, its output in
+    `log`; add it to `procs` (for `stop_servers`) and return its pid."""
+    procs.append(subprocess.Popen(
+        argv, env=env, cwd=ROOT, stdout=open(log, "wb"),  # noqa: SIM115 - the child owns it
+        stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=pinned(SERVER_CORE),
+    ))  # fmt: skip
+    return procs[-1].pid
+
+
+def stop_servers(procs: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM each child's process group; SIGKILL it if it has not exited 10 s later."""
+    for proc in procs:
+        try:
+            os.killpg(proc.pid, 15)
+            proc.wait(10)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            os.killpg(proc.pid, 9)
+
+
+def write_results(results: dict[str, Any], name: str) -> None:
+    """Write the results as bench/results/NAME."""
+    out = ROOT / "bench" / "results" / name
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+
+
 # --- load ----------------------------------------------------------------------------------
 def form_bodies(form: str, rows: int) -> tuple[bytes, bytes]:
     """`rows` numeric rows as v2 JSON and as a serialized gRPC request: one tensor per column
@@ -535,11 +567,7 @@ def main() -> None:
     procs: list[subprocess.Popen[bytes]] = []
 
     def start(argv: list[str], log: str, env: dict[str, str] | None = None) -> int:
-        procs.append(subprocess.Popen(
-            argv, env=env, cwd=ROOT, stdout=open(work / log, "wb"),  # noqa: SIM115 - the child owns it
-            stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=pinned(SERVER_CORE),
-        ))  # fmt: skip
-        return procs[-1].pid
+        return start_server(procs, argv, work / log, env)
 
     try:
         here = [sys.executable, __file__]
@@ -581,7 +609,7 @@ def main() -> None:
         if not everything:
             results["input_forms"] = _measure_forms(loopstack, opts.rounds, opts.seconds)
             results["load_average"] = os.getloadavg()
-            _write(results, "serving-forms.json")
+            write_results(results, "serving-forms.json")
             _forms_table(results["input_forms"])
             return
         wait_ready(f"http://127.0.0.1:{bare_port}/v2/models/{MODEL}/ready")
@@ -612,22 +640,11 @@ def main() -> None:
         results["ratios"] = _ratios(results["points"])
         results["input_forms"] = _measure_forms(loopstack, opts.rounds, opts.seconds)
         results["load_average"] = os.getloadavg()
-        _write(results, "serving.json")
+        write_results(results, "serving.json")
         _table(results)
         _forms_table(results["input_forms"])
     finally:
-        for proc in procs:
-            try:
-                os.killpg(proc.pid, 15)
-                proc.wait(10)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                os.killpg(proc.pid, 9)
-
-
-def _write(results: dict[str, Any], name: str) -> None:
-    out = ROOT / "bench" / "results" / name
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
+        stop_servers(procs)
 
 
 def _measure_forms(

@@ -6,6 +6,8 @@ import base64
 import io
 import ssl
 import tarfile
+import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,11 @@ from loopstack.core.settings import Settings
 from loopstack.core.tls import tls_failure
 
 __all__ = ["LoopstackClient"]
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+_MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_ANSWER_LOST = (httpx.ReadTimeout, httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError)
+"""The request may have reached the API and been applied, but its answer never came back."""
 
 _BY_STATUS: dict[int, type[LoopstackError]] = {
     400: InvalidInput,
@@ -54,9 +61,11 @@ class LoopstackClient:
         token: str | None = None,
         timeout: float = 30.0,
         verify: ssl.SSLContext | bool = True,
+        retries: int = 2,
     ) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.base_url = base_url.rstrip("/")
+        self.retries = retries
         self._http = httpx.Client(
             base_url=self.base_url, headers=headers, timeout=timeout, verify=verify
         )
@@ -79,11 +88,33 @@ class LoopstackClient:
         self.close()
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
-        """Call the API; raise the Loopstack error matching a non-2xx answer."""
-        try:
-            response = self._http.request(method, path, **kwargs)
-        except httpx.HTTPError as exc:
-            raise self._transport_error(exc) from exc
+        """Call the API; raise the Loopstack error matching a non-2xx answer.
+
+        A mutating call carries one `Idempotency-Key` (a new UUID unless `headers` holds one);
+        when its answer is lost (read timeout, dropped connection) or the first attempt is still
+        in progress (409), it is sent again with the same key, up to `retries` times: the API
+        applies it once and answers every attempt with the first outcome.
+        """
+        headers = dict(kwargs.pop("headers", None) or {})
+        if method.upper() in _MUTATING:
+            headers.setdefault(IDEMPOTENCY_HEADER, str(uuid.uuid4()))
+        for attempt in range(self.retries + 1):
+            last = attempt == self.retries
+            try:
+                response = self._http.request(method, path, headers=headers, **kwargs)
+            except _ANSWER_LOST as exc:
+                if last:
+                    raise self._transport_error(exc) from exc
+            except httpx.HTTPError as exc:
+                raise self._transport_error(exc) from exc
+            else:
+                if last or not _in_flight(response):
+                    return self._answer(method, path, response)
+            time.sleep(0.5 * 2**attempt)
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _answer(self, method: str, path: str, response: httpx.Response) -> Any:
+        """The JSON of a 2xx answer; the Loopstack error of any other."""
         if response.is_success:
             return response.json() if response.content else None
         try:
@@ -219,6 +250,16 @@ class LoopstackClient:
         """The API's `/healthz` answer."""
         result: dict[str, Any] = self.get("/healthz")
         return result
+
+
+def _in_flight(response: httpx.Response) -> bool:
+    """Whether the API said the first attempt with this Idempotency-Key is still running."""
+    if response.status_code != 409:
+        return False
+    try:
+        return bool(response.json().get("type") == "IdempotencyKeyInFlight")
+    except ValueError:
+        return False
 
 
 def _archive(folder: Path) -> str:

@@ -195,6 +195,8 @@ def test_tls_mounts_the_secret_where_the_settings_point_and_probes_fit(
         # Mutual TLS: the kubelet has no client certificate, so it only opens the port.
         for probe in ("readinessProbe", "livenessProbe"):
             assert "tcpSocket" in container[probe] and "httpGet" not in container[probe]
+        if "startupProbe" in container:
+            assert "tcpSocket" in container["startupProbe"]
     for _, spec in _pod_specs(manifests["default"]):
         for container in spec["containers"]:
             assert not [e for e in container.get("env", []) if "TLS" in e["name"]]
@@ -204,6 +206,25 @@ def test_tls_mounts_the_secret_where_the_settings_point_and_probes_fit(
         container = pod["containers"][0]
         assert container["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"
         assert "LOOPSTACK_TLS__CLIENT_CA_FILE" not in {e["name"] for e in container["env"]}
+
+
+def test_the_runtime_takes_traffic_once_ready_and_is_not_restarted_while_it_loads(
+    manifests: Objects,
+) -> None:
+    """Readiness is the endpoint that waits for every deployed version (the server's own rule),
+    and the chart's runtime probes as the runtime Loopstack renders itself does."""
+    from loopstack.serving.backends.kserve_resources import render_cluster_serving_runtime
+
+    rendered = render_cluster_serving_runtime(Settings())["spec"]["containers"][0]
+    charted = find(manifests["default"], "ClusterServingRuntime", RUNTIME_NAME)[0]["spec"]
+    for container in (charted["containers"][0], rendered):
+        paths = {p: container[p]["httpGet"]["path"] for p in ("startupProbe", "readinessProbe",
+                                                               "livenessProbe")}  # fmt: skip
+        assert paths == {"startupProbe": "/v2/health/live", "readinessProbe": "/v2/health/ready",
+                         "livenessProbe": "/v2/health/live"}  # fmt: skip
+        startup = container["startupProbe"]
+        assert startup["periodSeconds"] * startup["failureThreshold"] >= 300  # slow imports
+        assert "initialDelaySeconds" not in container["livenessProbe"]
 
 
 def test_tls_without_a_secret_is_refused() -> None:

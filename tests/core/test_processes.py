@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from loopstack.core.errors import PortInUse, StalePidFile
+from loopstack.core.errors import ComponentNotReady, PortInUse, StalePidFile
 from loopstack.core.processes import (
     ProcessSpec,
     RunningProcess,
@@ -96,6 +96,52 @@ def test_a_process_dying_at_start_reports_its_log(tmp_path: Path) -> None:
     running = supervisor.start(spec)
     with pytest.raises(Exception, match="boom: bad config"):
         supervisor.wait_healthy(running, timeout=20)
+
+
+# Answers /live 200 and /ready 503 with what it waits for until the file argv[2] exists, then 200.
+LOADING = """
+import http.server, json, os, sys
+class Ready(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        done = self.path == "/live" or os.path.exists(sys.argv[2])
+        body = json.dumps({"ready": done} if done else
+                          {"ready": False, "error": "model 'm' revision 1 is loading: v1 (champion)"})
+        self.send_response(200 if done else 503)
+        self.end_headers()
+        self.wfile.write(body.encode())
+    def log_message(self, *args):
+        pass
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Ready).serve_forever()
+"""
+
+
+def test_waiting_for_ready_says_what_it_waits_for_and_times_out_naming_it(tmp_path: Path) -> None:
+    port, loaded = free_port(), tmp_path / "loaded"
+    url = f"http://127.0.0.1:{port}"
+    supervisor = Supervisor(tmp_path)
+    spec = ProcessSpec(
+        name="server",
+        argv=[sys.executable, "-c", LOADING, str(port), str(loaded)],
+        health_url=f"{url}/live",
+        ready_url=f"{url}/ready",
+    )
+    running = supervisor.start(spec)
+    try:
+        supervisor.wait_healthy(running, timeout=30)  # alive and answering: healthy ...
+        seen: list[str] = []
+        with pytest.raises(ComponentNotReady) as refused:  # ... but not ready
+            supervisor.wait_ready(
+                running, f"{url}/ready", 1.5, "deploy another version", lambda _s, r: seen.append(r)
+            )
+        message = str(refused.value)
+        assert "server did not become ready within 2s" in message
+        assert "model 'm' revision 1 is loading: v1 (champion)" in message
+        assert "deploy another version" in message and running.log in message
+        assert seen and seen[-1] == "model 'm' revision 1 is loading: v1 (champion)"
+        loaded.touch()
+        supervisor.wait_ready(running, f"{url}/ready", 10, "unused")
+    finally:
+        supervisor.stop("server", grace=2)
 
 
 def _killed(running: RunningProcess) -> None:

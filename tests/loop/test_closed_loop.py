@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import matplotlib.image
@@ -219,6 +220,16 @@ def _scalar(value: object) -> object:
     return value.item() if hasattr(value, "item") else value
 
 
+def _quiet(history: dict[str, Any], for_s: float = 15) -> bool:
+    """No retraining in flight and no decision recorded for `for_s` seconds."""
+    if (history["state"] or {}).get("phase") == "training":
+        return False
+    last = history["decisions"][0]["recorded_at"] if history["decisions"] else None
+    return (
+        last is None or (datetime.now(UTC) - datetime.fromisoformat(last)).total_seconds() > for_s
+    )
+
+
 def test_a_replay_after_live_wall_clock_requests_still_triggers_shadows_and_decides(
     replayed: tuple[DemoResults, Path, dict[str, str]],
 ) -> None:
@@ -232,11 +243,10 @@ def test_a_replay_after_live_wall_clock_requests_still_triggers_shadows_and_deci
     rows = labelled_history(settings.feature_repo_dir, spec)
     feed = feature_feed(settings.feature_repo_dir, spec)
     with LoopstackClient.from_settings(settings) as client:
-        # A retraining left from the replay would finish on the live clock: let it end first.
+        # A retraining left from the replay (or fired by its last alerts, still on their way
+        # to the controller) would finish on the live clock: wait until the loop is quiet.
         deadline = time.monotonic() + 600
-        while (client.get(f"/v1/models/{spec.name}/history", limit=1)["state"] or {}).get(
-            "phase"
-        ) == "training":
+        while not _quiet(client.get(f"/v1/models/{spec.name}/history", limit=1)):
             assert time.monotonic() < deadline, "the replay's last retraining never finished"
             time.sleep(0.5)
         live_from = datetime.now(UTC)

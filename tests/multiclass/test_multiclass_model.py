@@ -200,12 +200,13 @@ def test_outcomes_give_live_multiclass_quality_and_a_bad_class_is_refused(served
     assert 400 <= alone.status_code < 500 and "allowed values" in alone.json()["error"]
 
     wait("the outcomes to be joined", lambda: _joined(served, items[-1]["prediction_id"]))
-    quality = wait(
-        "three quality windows",
-        lambda: len(
-            (q := served.client.get(f"/v1/models/{MODEL}/quality", route="champion"))["windows"]
-        ) == 3 and q,
-    )  # fmt: skip
+
+    # A window is listed once its outcomes joined, and has metrics once the consumer computed it.
+    def computed() -> dict[str, Any] | None:
+        q = served.client.get(f"/v1/models/{MODEL}/quality", route="champion")
+        return q if [bool(w["metrics"]) for w in q["windows"]] == [True] * 3 else None
+
+    quality = wait("three computed quality windows", computed)
     for window in quality["windows"]:
         rows = days.iloc[window["window"] * WINDOW : (window["window"] + 1) * WINDOW]
         truth, proba = list(rows["weather"]), np.asarray(list(rows["proba"]))

@@ -38,7 +38,8 @@ def api(served: Served, tmp_path_factory: pytest.TempPathFactory) -> Iterator[st
     registry = ModelRegistry(served.settings.mlflow_tracking_uri, publisher, source="tests")
     registry.set_alias(BIKE, "challenger", served.versions["v2"], "serving tests")
     services = SimpleNamespace(
-        deployment_service=DeploymentService(registry, EmbeddedBackend(served.settings))
+        settings=served.settings,
+        deployment_service=DeploymentService(registry, EmbeddedBackend(served.settings)),
     )
     app = FastAPI()
     install_error_handlers(app)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -13,6 +14,7 @@ from loopstack import __version__
 from loopstack.api.audit import install_audit
 from loopstack.api.auth import authorizer
 from loopstack.api.errors import install_error_handlers
+from loopstack.api.idempotency import install_idempotency
 from loopstack.api.routes import (
     audit,
     auth,
@@ -27,6 +29,7 @@ from loopstack.api.routes import (
 from loopstack.api.routes.events import events_router
 from loopstack.api.services import Services
 from loopstack.core.settings import Settings
+from loopstack.registry.timeouts import warm_mlflow_client
 
 __all__ = ["create_app"]
 
@@ -41,6 +44,8 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # In the background: /healthz answers meanwhile; a registry call waits for it.
+        threading.Thread(target=warm_mlflow_client, name="mlflow-warm", daemon=True).start()
         yield
         shared.close()
 
@@ -53,6 +58,7 @@ def create_app(
     )
     install_error_handlers(app)
     install_audit(app, shared)
+    install_idempotency(app, lambda: shared.idempotency)  # after audit: it wraps it
     for area in (models, loop, pipelines, serving, drift, feedback, features, auth, audit):
         app.include_router(area.router(shared))
     app.include_router(events_router(shared.event_service))

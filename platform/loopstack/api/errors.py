@@ -6,9 +6,31 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from loopstack.core.errors import LoopstackError
+from loopstack.core.errors import Conflict, InvalidInput, LoopstackError
 
-__all__ = ["install_error_handlers"]
+__all__ = ["IdempotencyKeyInFlight", "IdempotencyKeyReused", "install_error_handlers"]
+
+
+class IdempotencyKeyReused(InvalidInput):
+    """An `Idempotency-Key` came back with another request: one key, one logical call."""
+
+    http_status = 422
+
+    def __init__(self, key: str) -> None:
+        super().__init__(
+            f"Idempotency-Key {key!r} was used for a different request (method, path or body); "
+            "send a new key for a new call, the same key only to retry the same call"
+        )
+
+
+class IdempotencyKeyInFlight(Conflict):
+    """The first request with this key is still being worked on."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(
+            f"the request with Idempotency-Key {key!r} is still in progress; retry in a second "
+            "with the same key to get its outcome"
+        )
 
 
 def install_error_handlers(app: FastAPI) -> None:

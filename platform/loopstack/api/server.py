@@ -6,6 +6,7 @@ import uvicorn
 
 from loopstack.api.app import create_app
 from loopstack.core.settings import load_settings
+from loopstack.registry.timeouts import use_mlflow_timeouts
 
 __all__ = ["main"]
 
@@ -13,6 +14,7 @@ __all__ = ["main"]
 def main() -> None:
     """Entry point of the management API process."""
     settings = load_settings()
+    use_mlflow_timeouts(settings.mlflow)
     tls = settings.server_tls
     uvicorn.run(
         create_app(settings),

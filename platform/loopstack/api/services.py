@@ -12,6 +12,7 @@ from loopstack.core.settings import Settings
 if TYPE_CHECKING:
     from feast import FeatureStore
 
+    from loopstack.api.idempotency import IdempotencyStore
     from loopstack.core.audit import AuditTrail
     from loopstack.core.auth.authenticator import Authenticator
     from loopstack.core.auth.keys import ApiKeyStore
@@ -38,6 +39,16 @@ class Services:
     def __init__(self, settings: Settings, registry: CollectorRegistry | None = None) -> None:
         self.settings = settings
         self.metrics_registry = registry if registry is not None else CollectorRegistry()
+
+    @cached_property
+    def idempotency(self) -> IdempotencyStore:
+        """Outcomes of mutating requests sent with an `Idempotency-Key`."""
+        from loopstack.api.idempotency import IdempotencyStore
+
+        url = self.settings.api.idempotency_store_url or self.settings.state_sqlite_url(
+            "api", "idempotency.db"
+        )
+        return IdempotencyStore(url, self.settings.api.idempotency_ttl_s)
 
     @cached_property
     def api_keys(self) -> ApiKeyStore:
@@ -171,6 +182,8 @@ class Services:
             self.feedback.close()
         if "publisher" in self.__dict__:
             self.publisher.close(timeout=10)
+        if "idempotency" in self.__dict__:
+            self.idempotency.close()
         if "drift_store" in self.__dict__:
             self.drift_store.close()
         if "event_log" in self.__dict__:

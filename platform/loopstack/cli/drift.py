@@ -56,6 +56,9 @@ def drift(
                 "[red]yes[/red]" if f["drifted"] else "no",
             )
     console.print(table)
+    for w in windows[:last]:
+        if w.get("error"):  # given up, not retried: say why
+            console.print(f"window {w['window_no']} of v{w['version']} failed: {w['error']}")
     if not windows:
         console.print(f"no drift windows of {model} reported yet")
     if plot:

@@ -210,6 +210,13 @@ def quality(
     console.print(table)
     joined = ", ".join(f"v{j['version']} {j['route']}: {j['joined']}" for j in data["joined"])
     console.print(f"joined predictions: {joined or 'none'}")
+    for failed in data.get("failed_windows", []):
+        console.print(
+            f"window {failed['window']} of v{failed['version']} {failed['route']} has no "
+            f"metrics: {failed['reason']}",
+            style="red",
+            markup=False,
+        )
     if plot:
         write_plot(model, windows, shown, plot)
         console.print(f"wrote {plot}")

@@ -34,6 +34,10 @@ class Component:
 
     spec: ProcessSpec
     start_timeout_s: float
+    ready_timeout_s: float = 0.0
+    """How long `up` waits for `spec.ready_url` once it is healthy (none: no wait)."""
+    not_ready_fix: str = ""
+    """What the operator can do when it is not ready in time."""
 
 
 def _venv_bin(program: str) -> str:
@@ -150,7 +154,16 @@ def embedded_components(settings: Settings) -> list[Component]:
         ),
     ]
     components.append(_api(settings))
-    components.append(Component(serving_process(settings), SERVING_START_TIMEOUT_S))
+    components.append(
+        Component(
+            serving_process(settings),
+            SERVING_START_TIMEOUT_S,
+            settings.serving.ready_timeout_s,
+            "the stack is running and the server keeps loading: `loopstack status` says why, "
+            "`loopstack deploy MODEL --version V --force` serves another version; a large model "
+            "may need a longer LOOPSTACK_SERVING__READY_TIMEOUT_S",
+        )
+    )
     components.append(_supervisor(settings))
     return components
 

@@ -21,7 +21,7 @@ from loopstack.cli.stack import (
     stack_status,
     stack_supervisor,
 )
-from loopstack.core.errors import ConfigurationError, DependencyMissing
+from loopstack.core.errors import ConfigurationError, DependencyMissing, LoopstackError
 from loopstack.core.modelspec import scan_model_specs
 from loopstack.core.processes import RunningProcess, Supervisor
 from loopstack.core.settings import Settings
@@ -88,7 +88,12 @@ def up(settings: Settings) -> None:
         for name in reversed(started):
             supervisor.stop(name)
         raise
+    # Not inside the rollback above: a version that does not load must leave the stack up, so
+    # the operator can deploy another one through the API.
+    not_ready = _await_ready(supervisor, components)
     status(settings)
+    if not_ready is not None:
+        raise not_ready
 
 
 def _ensure_drift_runtime(settings: Settings) -> None:
@@ -176,6 +181,42 @@ def _await(
         tick=lambda s: progress.update(task, description=f"waiting for {spec.name} ({s:.0f}s)"),
     )
     progress.update(task, description=f"[green]{spec.name} healthy[/] at {spec.url}")
+
+
+def _await_ready(supervisor: Supervisor, components: list[Component]) -> LoopstackError | None:
+    """Wait until every component with a readiness URL can serve (the inference server: every
+    deployed version loaded), showing what it waits for; the first that is not, or None."""
+    waiting = [c for c in components if c.spec.ready_url and c.ready_timeout_s > 0]
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console
+    ) as progress:
+        for component in waiting:
+            spec, running = component.spec, supervisor.read(component.spec.name)
+            if running is None or spec.ready_url is None:
+                continue
+            task = progress.add_task(f"waiting for {spec.name} to be ready", total=None)
+
+            def tick(
+                waited: float, reason: str, name: str = spec.name, task: TaskID = task
+            ) -> None:
+                progress.update(
+                    task,
+                    description=f"waiting for {name} to be ready ({waited:.0f}s): {escape(reason)}",
+                )
+
+            try:
+                supervisor.wait_ready(
+                    running,
+                    spec.ready_url,
+                    component.ready_timeout_s,
+                    component.not_ready_fix,
+                    tick,
+                )
+            except LoopstackError as exc:
+                progress.update(task, description=f"[red]{spec.name} not ready[/]")
+                return exc
+            progress.update(task, description=f"[green]{spec.name} ready[/] at {spec.url}")
+    return None
 
 
 def down(settings: Settings) -> None:

@@ -117,6 +117,16 @@ class StalePidFile(ConfigurationError):
         )
 
 
+class ComponentNotReady(Unavailable):
+    """A component runs but cannot serve yet (e.g. the inference server loading a deployed
+    version): the message names what it waits for; fix that, or wait longer."""
+
+    def __init__(self, component: str, waited_s: float, reason: str, fix: str) -> None:
+        super().__init__(
+            f"{component} did not become ready within {waited_s:.0f}s: {reason}; {fix}"
+        )
+
+
 # Programming and data errors: the same code on the same data raises them again.
 _DETERMINISTIC: tuple[type[BaseException], ...] = (
     TypeError,

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import httpx
 
-from loopstack.core.errors import ConfigurationError, PortInUse, StalePidFile
+from loopstack.core.errors import ComponentNotReady, ConfigurationError, PortInUse, StalePidFile
 from loopstack.core.tls import tls_failure
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
     "http_healthy",
     "pid_alive",
     "port_is_free",
+    "ready_reason",
 ]
 
 
@@ -109,6 +110,22 @@ def http_healthy(
         return False
 
 
+def ready_reason(url: str, timeout: float = 2.0, verify: Verify = True) -> str | None:
+    """None when `url` answers 2xx, else why not: the answer's `error` (a readiness endpoint
+    says what it waits for), its body, or why it did not answer."""
+    try:
+        answer = httpx.get(url, timeout=timeout, verify=verify)
+    except httpx.HTTPError as exc:
+        return f"no answer from {url} ({type(exc).__name__})"
+    if answer.is_success:
+        return None
+    try:
+        reason = answer.json().get("error")
+    except (ValueError, AttributeError):
+        reason = None
+    return str(reason or answer.text.strip() or f"HTTP {answer.status_code}")
+
+
 def pid_alive(pid: int) -> bool:
     """Whether a process with this pid exists (and is not a zombie)."""
     try:
@@ -144,6 +161,9 @@ class ProcessSpec:
     env: Mapping[str, str] = field(default_factory=dict)
     cwd: Path | None = None
     url: str | None = None
+    ready_url: str | None = None
+    """Answers 2xx once the process can do its work (healthy is only alive and answering):
+    `loopstack up` waits for it after health, with what it waits for."""
 
     @property
     def host(self) -> str:
@@ -309,6 +329,36 @@ class Supervisor:
             f"{running.name} did not become healthy within {timeout:.0f}s "
             f"(see {running.log}); last log lines:\n{_tail(running.log)}"
         )
+
+    def wait_ready(
+        self,
+        running: RunningProcess,
+        ready_url: str,
+        timeout: float,
+        fix: str,
+        tick: Callable[[float, str], None] | None = None,
+    ) -> None:
+        """Block until `ready_url` answers 2xx; `tick` gets the seconds waited and why it is not
+        ready yet; `fix` ends the timeout's message (what the operator can do).
+
+        Raises:
+            ConfigurationError: the process died meanwhile (with its log tail).
+            ComponentNotReady: still not ready after `timeout`, naming the last reason.
+        """
+        started = time.monotonic()
+        reason = "not asked yet"
+        while time.monotonic() - started < timeout:
+            if not running.alive():
+                raise ConfigurationError(
+                    f"{running.name} exited while loading; last log lines:\n{_tail(running.log)}"
+                )
+            reason = ready_reason(ready_url, 5.0, self.verify) or ""
+            if not reason:
+                return
+            if tick is not None:
+                tick(time.monotonic() - started, reason)
+            time.sleep(0.5)
+        raise ComponentNotReady(running.name, timeout, reason, f"{fix} (log: {running.log})")
 
     def stop(self, name: str, grace: float = 10.0) -> bool:
         """Stop a component's whole process group; remove its pid file. True if it was running."""

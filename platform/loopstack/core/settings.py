@@ -52,6 +52,16 @@ class ApiSettings(_Section):
     """URL clients (the CLI) use to reach the API; default `http://{host}:{port}` (`https` with TLS)."""
     token: str | None = None
     """Bearer token the CLI sends to the API (secret: read from the environment)."""
+    request_deadline_s: float = Field(20.0, gt=0)
+    """How long a deploy, promote, rollback or retrain may work: no step starts after it (the
+    request answers 503), so nothing is applied once the caller stopped waiting (the SDK waits
+    30 s)."""
+    idempotency_ttl_s: float = Field(86_400.0, gt=0)
+    """How long the outcome of a mutating request sent with an `Idempotency-Key` is kept: a retry
+    with the same key within it gets the first answer instead of applying again."""
+    idempotency_store_url: str | None = None
+    """SQLAlchemy URL of those outcomes; default SQLite under the state dir (share one database
+    between API replicas)."""
 
 
 class AuthSettings(_Section):
@@ -104,6 +114,20 @@ class MlflowSettings(_Section):
     """Use an external MLflow server instead of the embedded one."""
     start_timeout_s: float = 180.0
     """How long `loopstack up` waits for MLflow to answer `/health` (first start migrates)."""
+    request_timeout_s: int = Field(3, ge=1)
+    """Seconds one call of Loopstack's processes to MLflow may wait for a connection or an answer
+    (MLflow's `MLFLOW_HTTP_REQUEST_TIMEOUT`, set from this)."""
+    request_max_retries: int = Field(0, ge=0)
+    """Retries of a failed MLflow call (`MLFLOW_HTTP_REQUEST_MAX_RETRIES`); MLflow's own default
+    of 7 with back-off made a caller wait about 4 minutes."""
+    request_backoff_factor: int = Field(1, ge=0)
+    """Back-off factor between those retries (`MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR`)."""
+    background_request_timeout_s: int = Field(60, ge=1)
+    """The same for work nobody waits on (pipeline steps uploading artifacts, the loop
+    controller's promotions and rollbacks): it waits out a busy MLflow rather than fail; the
+    management API and the runner itself still fail fast."""
+    background_request_max_retries: int = Field(3, ge=0)
+    """Retries of a failed MLflow call from that background work."""
 
 
 class FeaturesSettings(_Section):
@@ -115,6 +139,27 @@ class FeaturesSettings(_Section):
     """Feast's engine over the repo's parquet files: DuckDB (an as-of join) or Dask (`file`, slower)."""
     redis_url: str = "redis://127.0.0.1:6379/0"
     """Redis connection string when `online_store` is `redis`."""
+    request_timeout_s: float = Field(3.0, gt=0)
+    """Seconds a call to the Redis online store may wait for a connection or an answer (the SQLite
+    online store waits at most Python's 5 s for a lock)."""
+
+
+class InputLimits(_Section):
+    """Bounds on one inference request; beyond them it is refused with the limit named."""
+
+    max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    """Request body (REST) or message (gRPC) size; larger is 413 / RESOURCE_EXHAUSTED."""
+    max_rows: int = Field(10_000, ge=1)
+    """Rows (instances, tensor rows) in one request."""
+    max_fields: int = Field(1_024, ge=1)
+    """Fields (v1 keys, v2 input tensors, matrix columns) in one request."""
+    max_tensor_elements: int = Field(1_000_000, ge=1)
+    """Values in one request, all tensors together."""
+    max_string_chars: int = Field(4_096, ge=1)
+    """Characters of one string value (a category, a BYTES element, a field name, a parameter)."""
+    event_string_chars: int = Field(256, ge=8)
+    """Characters of a string value kept in a prediction event; longer ones are cut and marked
+    `…[+N chars]` (the answer is unaffected). Bounds what every consumer of the log must hold."""
 
 
 class ServingSettings(_Section):
@@ -126,8 +171,11 @@ class ServingSettings(_Section):
     """gRPC port of the embedded inference server (Open Inference Protocol v2)."""
     traffic_poll_s: float = Field(0.5, gt=0, le=60)
     """How often the inference server checks the traffic split revisions (off the request path)."""
+    ready_timeout_s: float = Field(300.0, gt=0)
+    """How long `loopstack up` waits for the inference server to load every deployed version (`/v2/health/ready`); then it fails naming the model and leaves the stack running."""
     event_queue_max: int = Field(100_000, ge=100)
-    """Prediction events held in memory before the outbox; beyond it they are dropped and counted."""
+    """Prediction events waiting for the outbox; beyond it an answer is refused (503, durable
+    answers), or its events are dropped and counted (answers not durable, shadow mirrors)."""
     shadow_queue_max: int = Field(1_000, ge=1)
     """Shadow requests waiting for the challenger; beyond it mirrors are skipped and counted."""
     model_threads: int = Field(1, ge=1)
@@ -154,6 +202,11 @@ class ServingSettings(_Section):
     explain_warmup: bool = False
     """Load SHAP in the background at start (~10 s of CPU) so the first `explain=true` request
     does not wait for it; off: that request pays it."""
+    limits: InputLimits = Field(default_factory=InputLimits)
+    """What one inference request may hold; checked before any work (REST, gRPC, async, ingest)."""
+    durable_answers: bool = True
+    """Answer only once the request's prediction event is in the process's outbox file (group
+    committed with concurrent requests): an answered prediction survives a SIGKILL of the server."""
 
 
 class EventsSettings(_Section):
@@ -219,6 +272,27 @@ class DriftSettings(_Section):
     """HTTP port where the drift consumer serves `/metrics` (`loopstack_drift_*` gauges)."""
     sweep_interval_s: float = Field(default=5.0, gt=0)
     """How often the drift consumer closes idle windows and retries windows waiting to be scored."""
+    category_max_chars: int = Field(default=64, ge=32)
+    """A string value longer than this is kept in a window (and a reference) as
+    `sha256:<16 hex>` of its UTF-8: equal values stay one category, a 10 MB value costs 23 chars."""
+    max_categories: int = Field(default=200, ge=2)
+    """Distinct values per categorical feature: a reference's rarest past this are folded into
+    `<other>`, and so are a window's unseen ones past this many."""
+    max_window_rows: int = Field(default=10_000, ge=1)
+    """A window closes at this many rows even if the spec's `window_size` is larger."""
+    max_reference_rows: int = Field(default=50_000, ge=1)
+    """A larger drift reference is fitted on a seeded random sample of this many rows."""
+    max_row_bytes: int = Field(default=32_768, ge=1_024)
+    """A prediction row longer than this as stored JSON (after long strings became digests) is
+    left out of drift windows (counted as `too_wide`): a window holds at most
+    `max_window_rows` x this."""
+    max_score_attempts: int = Field(default=3, ge=1)
+    """A window whose scoring fails this many times in a row after reaching the detector server
+    (an error answer, the connection lost mid-request, a timeout) is recorded as failed with
+    the reason and not retried; a server that cannot be reached is waited for with back-off."""
+    retry_backoff_max_s: float = Field(default=300.0, gt=0)
+    """Longest wait between two attempts at a version's waiting window (doubling from the sweep
+    interval)."""
 
 
 class FeedbackSettings(_Section):
@@ -245,6 +319,13 @@ class FeedbackSettings(_Section):
     """Model -> Feast push source that outcomes refresh (hourly lag features; {} turns it off)."""
     max_batch: int = Field(default=10_000, ge=1)
     """Outcomes one `POST /v1/feedback` may carry."""
+    max_outcome_abs: float = Field(default=1e15, gt=0, le=1e100)
+    """Largest magnitude of a numeric outcome: intake refuses more (422) and the consumer
+    dead-letters it. At most 1e100, so squared errors of a window can never overflow."""
+    intake_wait_s: float = Field(default=2.0, ge=0)
+    """How long intake waits for the consumer to store an outcome's prediction (sent by id, its
+    model unknown yet) to check the outcome against that model's task; after that it is checked
+    as any model's outcome and again at the join."""
 
 
 class LoopSettings(_Section):

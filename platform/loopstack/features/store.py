@@ -54,8 +54,10 @@ def feast_dir(settings: Settings) -> Path:
     return settings.state_path / "feast"
 
 
-def redis_connection_string(url: str) -> str:
-    """Turn `redis://[:password@]host:port/db` into Feast's `host:port,db=N,...` form."""
+def redis_connection_string(url: str, timeout_s: float | None = None) -> str:
+    """Turn `redis://[:password@]host:port/db` into Feast's `host:port,db=N,...` form; with
+    `timeout_s`, connecting and every command give up after it (a hung Redis is an error, not a
+    wait)."""
     parts = urlsplit(url)
     if parts.scheme not in ("redis", "rediss") or not parts.hostname:
         raise FeatureRepoInvalid(
@@ -70,12 +72,15 @@ def redis_connection_string(url: str) -> str:
         options.append(f"password={unquote(parts.password)}")
     if parts.scheme == "rediss":
         options.append("ssl=true")
+    if timeout_s is not None:
+        options += [f"socket_timeout={timeout_s}", f"socket_connect_timeout={timeout_s}"]
     return ",".join(options)
 
 
 def _online_store(features: FeaturesSettings, folder: Path) -> dict[str, Any]:
     if features.online_store == "redis":
-        return {"type": "redis", "connection_string": redis_connection_string(features.redis_url)}
+        return {"type": "redis", "connection_string": redis_connection_string(
+            features.redis_url, features.request_timeout_s)}  # fmt: skip
     return {"type": "sqlite", "path": str(folder / "online.db")}
 
 

@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Connection, Engine, insert, select, update
 
 from loopstack.core.events.envelope import Event
+from loopstack.core.events.store import reading
 from loopstack.loop.store import naive
 from loopstack.loop.tables import clocks, model_state
 
@@ -104,7 +105,7 @@ class ModelClocks:
 
     def timeline(self, model: str) -> Timeline:
         """The model's clock (before any traffic: the fallback, else the wall clock)."""
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             row = conn.execute(select(clocks).where(clocks.c.model == model)).mappings().first()
         if row is not None:
             return Timeline(row["at"], row["started_at"], row["rewound_at"])

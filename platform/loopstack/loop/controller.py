@@ -8,13 +8,17 @@ become pending triggers, decisions and management actions become audit records. 
 rollout's next step (`rollout.RolloutController`), pending and scheduled triggers
 (`trigger.TriggerPolicy`). Each model is its own failure domain: a malformed spec or a failing
 tick is logged, kept in `loop_failures` (`failures.ModelFailures`) and retried next tick, while
-the other models keep being decided. Serves `/metrics`; stops on SIGTERM.
+the other models keep being decided. A transient error of the event log or the store (a lock, a
+lost connection) is waited out with back-off (`core.backoff`: 0.5 s doubling to 30 s, the
+warning rate-limited); an error a retry cannot cure stops it, saying so. Serves `/metrics`; stops
+on SIGTERM.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Sequence
 from datetime import datetime
@@ -23,6 +27,7 @@ from typing import Any
 from sqlalchemy import Connection, delete, insert, select
 
 from loopstack.core.audit import apply_audit
+from loopstack.core.backoff import run_with_backoff
 from loopstack.core.errors import LoopstackError, NotFound
 from loopstack.core.events import (
     BatchResult,
@@ -232,6 +237,13 @@ class LoopController(ConsumerProcess):
             )  # fmt: skip
 
     # --- process ------------------------------------------------------------------------------
+    def run(self, stop: threading.Event, poll_timeout: float = 0.5) -> None:
+        """Apply batches and tick until `stop` is set, waiting out transient errors (a failed
+        batch is read again; a failed tick runs again after the wait)."""
+        run_with_backoff(
+            lambda: self.run_once(poll_timeout), stop, name="loop controller", logger=log
+        )
+
     def run_once(self, timeout: float = 0.5) -> BatchResult:
         """Apply one batch of events; tick when due."""
         result = self.runner.run_once(timeout)
@@ -246,11 +258,13 @@ def main() -> None:
 
     from loopstack.core.events import Publisher, open_event_log
     from loopstack.monitoring.feedback.store import ReadModel
+    from loopstack.registry.timeouts import use_mlflow_timeouts
     from loopstack.serving.backends import open_backend
     from loopstack.serving.backends.embedded import EmbeddedBackend
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     settings = load_settings()
+    use_mlflow_timeouts(settings.mlflow, background=True)
     metrics = LoopMetrics(CollectorRegistry())
     event_log = open_event_log(settings)
     store = LoopStore.from_settings(settings)

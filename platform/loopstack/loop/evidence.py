@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import ColumnElement, Engine, FromClause, Row, and_, case, func, select
 
+from loopstack.core.events.store import reading
 from loopstack.loop.stats import class_losses, losses
 from loopstack.monitoring.feedback.records import class_probabilities, label_key
 from loopstack.monitoring.feedback.tables import predictions
@@ -49,7 +50,7 @@ class RolloutEvidence:
     def labelled_until(self, model: str, until: datetime) -> datetime | None:
         """Request time of the model's latest prediction with a known outcome, at or before
         `until` (model time: after a replay rewound the clock, later live rows do not count)."""
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             return conn.execute(
                 select(func.max(predictions.c.request_time)).where(
                     predictions.c.model == model,
@@ -88,7 +89,7 @@ class RolloutEvidence:
             )
             .order_by(shadow.c.request_time, shadow.c.prediction_id)
         )
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             rows = conn.execute(query).all()
         if not rows:
             return Pairs(np.zeros(0), np.zeros(0))
@@ -115,7 +116,7 @@ class RolloutEvidence:
             predictions.c.request_time >= since,
         )
         failed = func.sum(case((predictions.c.status != "ok", 1), else_=0))
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             total, errors = conn.execute(select(func.count(), failed).where(where)).one()
             documents = (
                 conn.execute(

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import Engine, delete, insert, select, update
 
 from loopstack.core.errors import LoopstackError
+from loopstack.core.events.store import reading
 from loopstack.core.modelspec import ModelSpec, scan_model_specs
 from loopstack.loop.store import naive
 from loopstack.loop.tables import failures
@@ -91,7 +92,7 @@ class ModelFailures:
 
     def current(self) -> dict[str, dict[str, Any]]:
         """Failing models: reason, since and updated (ISO 8601 UTC)."""
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             rows = conn.execute(select(failures)).mappings().all()
         return {
             r["model"]: {

@@ -26,6 +26,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, func, insert, select
 
 from loopstack.core.events.envelope import Event
+from loopstack.core.events.store import reading
 from loopstack.loop.clock import REWIND, Timeline
 from loopstack.loop.store import naive
 from loopstack.loop.tables import decisions
@@ -127,20 +128,20 @@ class DecisionHistory:
         if kinds:
             query = query.where(decisions.c.kind.in_(list(kinds)))
         query = query.order_by(decisions.c.recorded_at.desc(), decisions.c.at.desc()).limit(limit)
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             rows = [_row(r) for r in conn.execute(query).mappings()]
         return rows[::-1]
 
     def latest_at(self, model: str) -> datetime | None:
         """Model time of the model's latest decision."""
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             return conn.execute(
                 select(func.max(decisions.c.at)).where(decisions.c.model == model)
             ).scalar()
 
     def models(self) -> list[str]:
         """Models with at least one decision."""
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             return sorted(conn.execute(select(decisions.c.model).distinct()).scalars())
 
 

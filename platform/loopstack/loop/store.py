@@ -11,7 +11,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from loopstack.core.audit import metadata as audit_metadata
 from loopstack.core.audit.tables import naive_utc
 from loopstack.core.errors import Unavailable
-from loopstack.core.events import ConsumerStore
+from loopstack.core.events import ConsumerStore, reading
 from loopstack.core.settings import Settings
 from loopstack.loop.tables import metadata, model_state
 
@@ -73,7 +73,7 @@ class LoopStore:
 
     def states(self) -> list[dict[str, Any]]:
         """Every model's loop state."""
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             return [dict(r) for r in conn.execute(select(model_state)).mappings()]
 
     def close(self) -> None:

@@ -21,6 +21,7 @@ from loopstack.core.errors import InvalidInput
 from loopstack.monitoring.drift_report import DriftReport
 from loopstack.monitoring.errors import (
     DetectorNotFound,
+    DetectorRequestFailed,
     DetectorRequestInvalid,
     DetectorServerUnavailable,
 )
@@ -165,8 +166,12 @@ class DetectorClient:
             kwargs["headers"] = {"content-type": "application/json"}
         try:
             response = self._http.request(method, path, **kwargs)
-        except httpx.HTTPError as exc:
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            # Never reached the server: down or restarting, a retry later can cure it.
             raise DetectorServerUnavailable(self.base_url, f"{type(exc).__name__}: {exc}") from exc
+        except httpx.HTTPError as exc:
+            # Sent, then lost: the server died or hung on this request, perhaps because of it.
+            raise DetectorRequestFailed(self.base_url, f"{type(exc).__name__}: {exc}") from exc
         if response.is_success:
             return response
         reason = _error_reason(response)
@@ -174,7 +179,7 @@ class DetectorClient:
             raise DetectorNotFound(key)
         if 400 <= response.status_code < 500:
             raise DetectorRequestInvalid(key, reason)
-        raise DetectorServerUnavailable(self.base_url, f"HTTP {response.status_code}: {reason}")
+        raise DetectorRequestFailed(self.base_url, f"HTTP {response.status_code}: {reason}")
 
 
 def _dumps(body: dict[str, Any]) -> bytes:

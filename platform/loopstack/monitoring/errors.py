@@ -6,6 +6,7 @@ from loopstack.core.errors import DependencyMissing, InvalidInput, NotFound, Una
 
 __all__ = [
     "DetectorNotFound",
+    "DetectorRequestFailed",
     "DetectorRequestInvalid",
     "DetectorServerUnavailable",
     "DriftRuntimeInstallFailed",
@@ -40,6 +41,12 @@ class DetectorServerUnavailable(Unavailable):
             "(`loopstack up`, after `loopstack drift-runtime install` or, in a checkout, "
             "`make drift-env`) or see its log"
         )
+
+
+class DetectorRequestFailed(DetectorServerUnavailable):
+    """The request reached the detector server and failed there (an error answer, the connection
+    lost mid-request, a timeout): unlike a server that cannot be reached, the same request may
+    fail again, so callers count the attempts (see the server's log for the cause)."""
 
 
 class DriftRuntimeMissing(DependencyMissing):

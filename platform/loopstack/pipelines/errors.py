@@ -76,6 +76,6 @@ class TrackingUnavailable(Unavailable):
 
     def __init__(self, uri: str, detail: str) -> None:
         super().__init__(
-            f"MLflow tracking at {uri} failed ({detail}); check it runs (`loopstack status`) "
-            "or set LOOPSTACK_MLFLOW__TRACKING_URI"
+            f"MLflow at {uri} is not answering: {detail}; start it with `loopstack up` "
+            "(`loopstack status` shows whether it runs), or set LOOPSTACK_MLFLOW__TRACKING_URI"
         )

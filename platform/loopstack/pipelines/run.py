@@ -13,11 +13,13 @@ import sys
 from pathlib import Path
 from types import FrameType
 
+from loopstack.core.errors import LoopstackError
 from loopstack.core.settings import load_settings
 from loopstack.pipelines.errors import StepFailed
 from loopstack.pipelines.loader import load_pipeline
 from loopstack.pipelines.runner import EmbeddedRunner
 from loopstack.pipelines.state import RunState
+from loopstack.registry.timeouts import use_mlflow_timeouts
 
 __all__ = ["main"]
 
@@ -33,12 +35,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _interrupt)
     settings = load_settings()
+    use_mlflow_timeouts(settings.mlflow)
     state = RunState.load(args.run_dir)
     state.runner_pid = os.getpid()
     pipeline = load_pipeline(settings.pipelines_dir, state.pipeline)
     try:
         EmbeddedRunner(settings).run(pipeline, state)
     except StepFailed as exc:
+        print(exc.message, file=sys.stderr)
+        return 1
+    except LoopstackError as exc:  # recorded as the run's error: the CLI shows it
         print(exc.message, file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 
+from loopstack.core.errors import LoopstackError
 from loopstack.core.processes import child_environ, stop_group
 from loopstack.core.settings import Settings
 from loopstack.pipelines.cache import StepCache
@@ -28,6 +29,7 @@ from loopstack.pipelines.plan import Task, expand, resolve_params
 from loopstack.pipelines.state import RunState, TaskRecord
 from loopstack.pipelines.step import FAILURE_FILE
 from loopstack.pipelines.tracking import ensure_parent_run, finish_parent_run
+from loopstack.registry.timeouts import mlflow_client_env
 
 __all__ = ["EmbeddedRunner", "new_run_id", "runs_dir"]
 
@@ -78,7 +80,24 @@ class EmbeddedRunner:
         return state
 
     def run(self, pipeline: Pipeline, state: RunState) -> RunState:
-        """Run every task of a prepared run; raise StepFailed if a step kept failing."""
+        """Run every task of a prepared run; raise StepFailed if a step kept failing.
+
+        Any other Loopstack error (MLflow not answering, say) fails the run with its message
+        as the run's error, so `pipeline run` and `GET /v1/pipelines/runs/{id}` show the cause.
+        """
+        try:
+            return self._run(pipeline, state)
+        except LoopstackError as exc:
+            if state.status == "running" or not state.error:
+                state.status, state.error = "failed", exc.message
+                for task in state.tasks:
+                    if task.status == "pending":  # never started: the run ended before them
+                        task.status = "skipped"
+                state.finished_at = state.finished_at or time.time()
+                self._changed(state)
+            raise
+
+    def _run(self, pipeline: Pipeline, state: RunState) -> RunState:
         run_dir = Path(state.run_dir)
         tasks = {t.key: t for t in expand(pipeline, state.params)}
         # The fork server preloads while this process talks to MLflow: both take seconds.
@@ -94,6 +113,7 @@ class EmbeddedRunner:
         records = {r.key: r for r in state.tasks}
         futures: dict[Future[None], str] = {}
         failure: StepFailed | None = None
+        crash: BaseException | None = None
         pool = ThreadPoolExecutor(max_workers=self.settings.pipelines.parallelism)
         try:
             self._await_fork_server(fork)
@@ -114,6 +134,7 @@ class EmbeddedRunner:
                     if isinstance(error, StepFailed):
                         failure = failure or error
                     elif error is not None:
+                        crash = error
                         raise error
         except KeyboardInterrupt:
             self.cancel()
@@ -128,8 +149,8 @@ class EmbeddedRunner:
                 self._fork.stop()
                 self._fork = None
             if state.status == "running":
-                state.status = "failed" if failure else "succeeded"
-                state.error = failure.message if failure else ""
+                state.status = "failed" if failure or crash else "succeeded"
+                state.error = failure.message if failure else _told(crash)
             state.finished_at = time.time()
             self._changed(state)
             durations = {
@@ -138,9 +159,13 @@ class EmbeddedRunner:
                 for r in records.values()
                 if r.started_at
             }
-            finish_parent_run(
-                self.settings.mlflow_tracking_uri, run_dir, state.status == "succeeded", durations
-            )
+            try:
+                finish_parent_run(
+                    self.settings.mlflow_tracking_uri, run_dir, state.status == "succeeded",
+                    durations,
+                )  # fmt: skip
+            except LoopstackError as exc:  # the run's outcome stands; its MLflow record lags
+                log.warning("could not record the run's end in MLflow: %s", exc.message)
         if failure:
             raise failure
         return state
@@ -236,7 +261,12 @@ class EmbeddedRunner:
         # One BLAS/OpenMP thread per step: parallel sweep branches would otherwise oversubscribe.
         return {
             "OMP_NUM_THREADS": "1",
-            **child_environ(self.settings.as_env()),
+            **child_environ(
+                {
+                    **self.settings.as_env(),
+                    **mlflow_client_env(self.settings.mlflow, background=True),
+                }
+            ),
             "PYTHONUNBUFFERED": "1",
         }
 
@@ -314,6 +344,15 @@ class EmbeddedRunner:
             state.save()
         if self.on_change:
             self.on_change(state)
+
+
+def _told(error: BaseException | None) -> str:
+    """A run's error from what crashed it, on one line."""
+    if error is None:
+        return ""
+    if isinstance(error, LoopstackError):
+        return error.message
+    return f"{type(error).__name__}: {error}".splitlines()[0]
 
 
 def _failure_reason(out_dir: Path, log: str) -> str:

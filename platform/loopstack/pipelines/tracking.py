@@ -7,6 +7,7 @@ already but the runner would pay on every run.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,12 +25,16 @@ _PARENT_FILE = "mlflow_parent_run_id"
 
 
 def _call(tracking_uri: str, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+    # The same bound as MLflow's own client in this process (`mlflow.request_timeout_s`).
+    waited = float(os.environ.get("MLFLOW_HTTP_REQUEST_TIMEOUT", "30"))
     try:
         response = httpx.request(
-            method, f"{tracking_uri}/api/2.0/mlflow/{path}", timeout=30, **kwargs
+            method, f"{tracking_uri}/api/2.0/mlflow/{path}", timeout=waited, **kwargs
         )
+    except httpx.TimeoutException as exc:
+        raise TrackingUnavailable(tracking_uri, f"{path} timed out after {waited:g} s") from exc
     except httpx.HTTPError as exc:
-        raise TrackingUnavailable(tracking_uri, str(exc)) from exc
+        raise TrackingUnavailable(tracking_uri, f"{path}: {exc}") from exc
     if response.status_code == 404 and path.startswith("experiments/get-by-name"):
         return {}
     if not response.is_success:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,9 +21,12 @@ from mlflow.tracking import MlflowClient
 from loopstack.registry.errors import (
     ModelSourceNotFound,
     NoSignature,
+    RegistryUnavailable,
     SignatureMismatch,
     UnsupportedFlavour,
 )
+from loopstack.registry.timeouts import mlflow_answers, unanswered, why_unanswered
+from loopstack.registry.uris import mlflow_pointed_at
 
 __all__ = [
     "ADOPTED_EXPERIMENT",
@@ -42,7 +44,6 @@ ADOPTED_EXPERIMENT = "loopstack-adopted"
 """MLflow experiment holding one run per adopted model version (the copied model)."""
 NOT_KNOWN = "trained outside Loopstack"
 """What lineage says of the training data and code of an adopted version."""
-_MLFLOW_LOCK = threading.Lock()
 _SKLEARN = "sklearn"
 _PYFUNC = "python_function"
 # Written by MLflow when a model is registered: stale once copied under another name.
@@ -96,7 +97,6 @@ def fetch_candidate(tracking_uri: str, source: Source, workdir: Path) -> Candida
     Raises:
         ModelSourceNotFound: nothing at the source, or no `MLmodel` file there.
     """
-    import mlflow
     from mlflow.artifacts import download_artifacts
     from mlflow.models import Model
 
@@ -106,12 +106,11 @@ def fetch_candidate(tracking_uri: str, source: Source, workdir: Path) -> Candida
             raise ModelSourceNotFound(source.describe(), "no MLmodel file in it")
     else:
         try:
-            # `runs:/` and `models:/` resolve through the process-wide URIs, not the argument.
-            with _MLFLOW_LOCK:
-                mlflow.set_tracking_uri(tracking_uri)
-                mlflow.set_registry_uri(tracking_uri)
+            with mlflow_pointed_at(tracking_uri):
                 local = Path(download_artifacts(artifact_uri=source.uri, dst_path=str(workdir)))
         except (MlflowException, OSError) as exc:
+            if unanswered(exc):
+                raise RegistryUnavailable(tracking_uri, why_unanswered(exc)) from exc
             raise ModelSourceNotFound(source.describe(), str(exc).splitlines()[0]) from exc
         if not (local / "MLmodel").is_file():
             raise ModelSourceNotFound(source.describe(), "it holds no MLmodel file")
@@ -232,32 +231,36 @@ def store_candidate(
 
     Returns:
         The new version number.
+
+    Raises:
+        RegistryUnavailable: MLflow did not answer.
     """
-    client = MlflowClient(tracking_uri, registry_uri=tracking_uri)
-    found = client.get_experiment_by_name(ADOPTED_EXPERIMENT)
-    experiment = found.experiment_id if found else client.create_experiment(ADOPTED_EXPERIMENT)
-    copy = workdir / "adopted-model"
-    shutil.copytree(candidate.local, copy, ignore=shutil.ignore_patterns(*_STALE_FILES))
-    run = client.create_run(
-        experiment,
-        run_name=f"adopt-{model}",
-        tags={"loopstack.model": model, "loopstack.adopted_from": candidate.source.describe()},
-    )
-    try:
-        client.log_artifacts(run.info.run_id, str(copy), "model")
-    except BaseException:
-        client.set_terminated(run.info.run_id, "FAILED")
-        raise
-    client.set_terminated(run.info.run_id)
-    try:
-        client.get_registered_model(model)
-    except MlflowException:
-        client.create_registered_model(model, description=f"Loopstack model {model}")
-    version = client.create_model_version(
-        model,
-        f"runs:/{run.info.run_id}/model",
-        run_id=run.info.run_id,
-        tags=tags,
-        description=description,
-    )
-    return str(version.version)
+    with mlflow_answers(tracking_uri):
+        client = MlflowClient(tracking_uri, registry_uri=tracking_uri)
+        found = client.get_experiment_by_name(ADOPTED_EXPERIMENT)
+        experiment = found.experiment_id if found else client.create_experiment(ADOPTED_EXPERIMENT)
+        copy = workdir / "adopted-model"
+        shutil.copytree(candidate.local, copy, ignore=shutil.ignore_patterns(*_STALE_FILES))
+        run = client.create_run(
+            experiment,
+            run_name=f"adopt-{model}",
+            tags={"loopstack.model": model, "loopstack.adopted_from": candidate.source.describe()},
+        )
+        try:
+            client.log_artifacts(run.info.run_id, str(copy), "model")
+        except BaseException:
+            client.set_terminated(run.info.run_id, "FAILED")
+            raise
+        client.set_terminated(run.info.run_id)
+        try:
+            client.get_registered_model(model)
+        except MlflowException:
+            client.create_registered_model(model, description=f"Loopstack model {model}")
+        version = client.create_model_version(
+            model,
+            f"runs:/{run.info.run_id}/model",
+            run_id=run.info.run_id,
+            tags=tags,
+            description=description,
+        )
+        return str(version.version)

@@ -67,7 +67,8 @@ class RegistryUnavailable(Unavailable):
 
     def __init__(self, uri: str, detail: str) -> None:
         super().__init__(
-            f"MLflow at {uri} is not reachable ({detail}); start it with `loopstack up`"
+            f"MLflow at {uri} is not answering ({detail}); start it with `loopstack up` "
+            "(`loopstack status` shows whether it runs), or set LOOPSTACK_MLFLOW__TRACKING_URI"
         )
 
 

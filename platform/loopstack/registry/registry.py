@@ -15,6 +15,7 @@ from mlflow.exceptions import MlflowException, RestException
 from mlflow.tracking import MlflowClient
 from pydantic import BaseModel
 
+from loopstack.core import deadline
 from loopstack.core.events.envelope import Event
 from loopstack.core.events.topics import DECISIONS
 from loopstack.registry.errors import (
@@ -25,6 +26,7 @@ from loopstack.registry.errors import (
     VersionNotFound,
 )
 from loopstack.registry.lineage import read_lineage
+from loopstack.registry.timeouts import why_unanswered
 
 __all__ = [
     "ModelRegistry",
@@ -82,6 +84,9 @@ class ModelRegistry:
         self.source = source
 
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        # Each call is a step of the request's work: none starts past its deadline, so a
+        # request answered "failed" is never applied afterwards.
+        deadline.check(f"the MLflow call {getattr(fn, '__name__', 'to MLflow')}")
         try:
             return fn(*args, **kwargs)
         except RestException:
@@ -89,7 +94,7 @@ class ModelRegistry:
         except MlflowException as exc:
             if "RESOURCE_DOES_NOT_EXIST" in str(exc.error_code):
                 raise
-            raise RegistryUnavailable(self.tracking_uri, str(exc).splitlines()[0]) from exc
+            raise RegistryUnavailable(self.tracking_uri, why_unanswered(exc)) from exc
 
     def _registered(self, model: str) -> Any:
         try:

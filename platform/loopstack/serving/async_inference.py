@@ -78,6 +78,8 @@ class AsyncInference:
             if scored.needs_review is not None:
                 outputs["needs_review"] = scored.needs_review
             result.update(status="ok", version=scored.version, outputs=outputs)
+        # Durable before the request's offset is committed (`settle`), or a kill loses it.
+        receipt = self.sink.receipt()
         self.sink.emit(
             data.get("reply_to") or INFERENCE_RESULTS,
             "inference.result.v1",
@@ -87,7 +89,9 @@ class AsyncInference:
             at=event.time.timestamp(),
             correlationid=data["correlation_id"],
             traceparent=event.traceparent,
+            receipt=receipt,
         )
+        self.sink.settle(receipt)  # refused: raise, so the consumer retries the request
 
 
 def start_consumer(

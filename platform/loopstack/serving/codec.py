@@ -1,7 +1,9 @@
 """Protocol codecs: KServe v1 JSON, OIP v2 JSON (and its binary-tensor extension), OIP v2 gRPC.
 
 Each decoder turns a request into a `ScoreRequest` (columns of values); each encoder turns a
-`ScoreResult` into the protocol's answer. Malformed input raises `BadRequest` with the reason.
+`ScoreResult` into the protocol's answer. Malformed input raises `BadRequest` with the reason;
+rows, fields and values over the server's `Limits` (`serving.limits`) are refused before the
+columns are built, the same on every protocol, and the runtime checks them once more.
 Rows may also come positionally, in the signature's column order: one numeric `[N, F]` tensor
 (v2 REST and gRPC, any name) or v1 `instances` as lists; they travel as a `Matrix` that the
 runtime splits by the answering version's signature. A v2 answer's `id` echoes the request's
@@ -25,6 +27,7 @@ import numpy as np
 import orjson
 
 from loopstack.serving.errors import BadRequest
+from loopstack.serving.limits import Limits
 from loopstack.serving.runtime import ScoreRequest, ScoreResult
 from loopstack.serving.schema import V2_NUMERIC, Matrix
 
@@ -43,6 +46,8 @@ __all__ = [
 ]
 
 BINARY_HEADER = "inference-header-content-length"
+_DEFAULT = Limits()
+"""The default limits, for a decoder called without the server's (tests, tools)."""
 
 
 def _json(body: bytes) -> Any:
@@ -55,9 +60,10 @@ def _json(body: bytes) -> Any:
 
 
 # --- KServe v1 ---------------------------------------------------------------------------
-def decode_v1(body: bytes, model: str) -> ScoreRequest:
+def decode_v1(body: bytes, model: str, limits: Limits | None = None) -> ScoreRequest:
     """`{"instances": [{field: value, ...}, ...]}` -> columns (an entity key is one more field);
-    `{"instances": [[value, ...], ...]}`: rows in the model's column order."""
+    `{"instances": [[value, ...], ...]}`: rows in the model's column order. Rows and fields
+    over the `limits` are refused before any column is built."""
     payload = _json(body)
     if not isinstance(payload, dict) or "instances" not in payload:
         raise BadRequest('expected a JSON object {"instances": [{field: value, ...}, ...]}')
@@ -67,6 +73,8 @@ def decode_v1(body: bytes, model: str) -> ScoreRequest:
     instances = payload["instances"]
     if not isinstance(instances, list):
         raise BadRequest("'instances' must be a list of objects, or of lists in column order")
+    limits = limits or _DEFAULT
+    limits.rows(len(instances))
     parameters = payload.get("parameters") or {}
     if not isinstance(parameters, dict):
         raise BadRequest("'parameters' must be an object")
@@ -87,6 +95,7 @@ def decode_v1(body: bytes, model: str) -> ScoreRequest:
                 "keyed by field name (or each a list in the model's column order)"
             )
         names.update(dict.fromkeys(instance))
+    limits.fields(len(names))
     columns: dict[str, list[Any]] = {name: [] for name in names}
     for i, instance in enumerate(instances):
         if len(instance) != len(names):
@@ -222,10 +231,12 @@ def _matrix_of_json(values: list[Any], shape: list[int]) -> np.ndarray | list[li
     return _rows(values, width)
 
 
-def _columns_from_json(inputs: Any) -> _Inputs:
+def _columns_from_json(inputs: Any, limits: Limits) -> _Inputs:
     if not isinstance(inputs, list) or not inputs:
         raise BadRequest("'inputs' must be a non-empty list of tensors")
+    limits.fields(len(inputs))
     decoded = _Inputs()
+    values_sent = 0
     for i, tensor in enumerate(inputs):
         if not isinstance(tensor, dict):
             raise BadRequest(f"input {i} must be an object with name, shape, datatype, data")
@@ -237,6 +248,8 @@ def _columns_from_json(inputs: Any) -> _Inputs:
         if not isinstance(data, list):
             raise BadRequest(f"input {name!r}: 'data' must be a list")
         values = _flat(data)
+        values_sent += len(values)
+        limits.elements(values_sent)
         shape = _check_shape(name, tensor.get("shape"))
         _rows_of(name, shape, len(values))
         if _is_matrix(shape):
@@ -246,10 +259,18 @@ def _columns_from_json(inputs: Any) -> _Inputs:
     return decoded
 
 
-def decode_v2(body: bytes, headers: dict[str, str], model: str, version: str | None) -> V2Request:
-    """A v2 JSON request, or one with binary tensors (`Inference-Header-Content-Length`)."""
+def decode_v2(
+    body: bytes,
+    headers: dict[str, str],
+    model: str,
+    version: str | None,
+    limits: Limits | None = None,
+) -> V2Request:
+    """A v2 JSON request, or one with binary tensors (`Inference-Header-Content-Length`);
+    fields and values over the `limits` are refused before any column is built."""
+    limits = limits or _DEFAULT
     if BINARY_HEADER in headers:
-        return _decode_v2_binary(body, headers[BINARY_HEADER], model, version)
+        return _decode_v2_binary(body, headers[BINARY_HEADER], model, version, limits)
     payload = _json(body)
     if not isinstance(payload, dict):
         raise BadRequest('expected a JSON object {"inputs": [...]}')
@@ -263,7 +284,7 @@ def decode_v2(body: bytes, headers: dict[str, str], model: str, version: str | N
     named = payload.get("model_name")
     if named is not None and named != model:
         raise BadRequest(f"the body names model {named!r}, the path {model!r}; send one model")
-    decoded = _columns_from_json(payload.get("inputs"))
+    decoded = _columns_from_json(payload.get("inputs"), limits)
     parameters = payload.get("parameters") or {}
     if not isinstance(parameters, dict):
         raise BadRequest("'parameters' must be an object")
@@ -282,6 +303,7 @@ def decode_v2(body: bytes, headers: dict[str, str], model: str, version: str | N
         matrix=decoded.matrix,
     )
     binary, requested = _output_prefs(payload.get("outputs"), parameters)
+    score.outputs = requested
     return V2Request(score, binary, requested)
 
 
@@ -299,7 +321,9 @@ def _output_prefs(outputs: Any, parameters: dict[str, Any]) -> tuple[bool, list[
     return binary, [o["name"] for o in outputs]
 
 
-def _decode_v2_binary(body: bytes, length: str, model: str, version: str | None) -> V2Request:
+def _decode_v2_binary(
+    body: bytes, length: str, model: str, version: str | None, limits: Limits
+) -> V2Request:
     from kserve.protocol.infer_type import InferRequest
 
     try:
@@ -309,9 +333,11 @@ def _decode_v2_binary(body: bytes, length: str, model: str, version: str | None)
         request = InferRequest.from_bytes(body, json_length, model)
     except Exception as exc:
         raise BadRequest(f"malformed binary-tensor request: {exc}") from None
-    score = from_infer_request(request, "v2-rest", version)
+    limits.fields(len(request.inputs))
+    score = from_infer_request(request, "v2-rest", version, limits)
     parameters = score.parameters
     requested = [o.name for o in request.request_outputs] if request.request_outputs else None
+    score.outputs = requested
     binary = bool(parameters.get("binary_data_output", False)) or any(
         o.binary_data for o in request.request_outputs or []
     )
@@ -403,13 +429,20 @@ is reshaped from it without a round trip through Python values)."""
 
 
 def _score_request(
-    request: Any, tensors: Iterable[_Tensor], protocol: str, version: str | None
+    request: Any,
+    tensors: Iterable[_Tensor],
+    protocol: str,
+    version: str | None,
+    limits: Limits,
 ) -> ScoreRequest:
     """Columns of a KServe `InferRequest` or a gRPC `ModelInferRequest` (same field names)."""
     from kserve.protocol.infer_type import to_http_parameters
 
     decoded = _Inputs()
+    values_sent = 0
     for name, datatype, shape, values in tensors:
+        values_sent += len(values)
+        limits.elements(values_sent)
         _rows_of(name, shape, len(values))
         if _is_matrix(shape):
             decoded.add_matrix(name, datatype, _matrix_of(name, datatype, values, shape))
@@ -457,9 +490,12 @@ def _numpy_tensors(inputs: Iterable[Any]) -> Iterator[_Tensor]:
         yield tensor.name, tensor.datatype, list(array.shape), array.reshape(-1)
 
 
-def from_infer_request(request: Any, protocol: str, version: str | None = None) -> ScoreRequest:
+def from_infer_request(
+    request: Any, protocol: str, version: str | None = None, limits: Limits | None = None
+) -> ScoreRequest:
     """Columns from a KServe `InferRequest` (binary REST)."""
-    return _score_request(request, _numpy_tensors(request.inputs), protocol, version)
+    tensors = _numpy_tensors(request.inputs)
+    return _score_request(request, tensors, protocol, version, limits or _DEFAULT)
 
 
 def to_infer_response(
@@ -511,17 +547,23 @@ _NARROW = frozenset({"INT8", "INT16", "UINT8", "UINT16"})
 """Datatypes narrower than their contents field: range-checked through numpy."""
 
 
-def decode_grpc(request: Any) -> V2Request:
+def decode_grpc(request: Any, limits: Limits | None = None) -> V2Request:
     """A gRPC `ModelInferRequest` as columns, read field by field (no KServe objects, no numpy
     for typed contents); raw input contents are read as KServe reads them and ask for raw outputs.
+    Fields and values over the `limits` are refused before any column is built (the message
+    size is gRPC's own receive limit).
     """
+    limits = limits or _DEFAULT
     raw = request.raw_input_contents
     if raw and len(raw) != len(request.inputs):
         raise BadRequest(
             f"{len(request.inputs)} input(s) but {len(raw)} raw_input_contents; send one per input"
         )
-    score = _score_request(request, _grpc_tensors(request.inputs, raw), "v2-grpc", None)
+    limits.fields(len(request.inputs))
+    tensors = _grpc_tensors(request.inputs, raw)
+    score = _score_request(request, tensors, "v2-grpc", None, limits)
     requested = [o.name for o in request.outputs] if request.outputs else None
+    score.outputs = requested
     return V2Request(score, bool(raw), requested)
 
 
@@ -569,9 +611,15 @@ def _through_numpy(name: str, datatype: str, values: list[Any]) -> list[Any]:
 
 
 def _grpc_shape(name: str, shape: list[int], count: int) -> list[int]:
-    """The shape, a `-1` dimension resolved against the value count (as a numpy reshape does)."""
+    """The shape, one `-1` dimension resolved against the value count (as a numpy reshape does;
+    numpy would take any negative size for `-1`: refused, as REST refuses it)."""
     if all(d >= 0 for d in shape):
         return shape
+    if any(d < -1 for d in shape) or shape.count(-1) > 1:
+        raise BadRequest(
+            f"input {name!r}: 'shape' must be a non-empty list of sizes (one of them may be -1), "
+            f"got {shape!r}"
+        )
     try:
         return list(np.empty(count, dtype=np.int8).reshape(shape).shape)
     except ValueError as exc:

@@ -12,7 +12,9 @@ from loopstack.core.errors import (
 )
 
 __all__ = [
+    "AnswerNotDurable",
     "BadRequest",
+    "BodyTooLarge",
     "ExplanationFailed",
     "ExplanationUnavailable",
     "ModelNotReady",
@@ -25,6 +27,13 @@ __all__ = [
 
 class BadRequest(InvalidInput):
     """The inference request is malformed (shape, dtype, missing or extra fields): fix and resend."""
+
+
+class BodyTooLarge(BadRequest):
+    """The request body (or gRPC message) is over `serving.limits.max_body_bytes`: send fewer
+    rows per request, or raise the limit."""
+
+    http_status = 413
 
 
 class ModelNotServed(NotFound):
@@ -91,4 +100,16 @@ class ExplanationFailed(LoopstackError):
         super().__init__(
             f"explaining model {model!r} v{version} failed ({type(exc).__name__}: {exc}); "
             "the prediction itself works: resend without explain"
+        )
+
+
+class AnswerNotDurable(Unavailable):
+    """The answer's prediction event could not be written to the process's event outbox, so the
+    answer is withheld (`serving.durable_answers`): retry shortly; check the event log."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(
+            f"the answer is withheld: its prediction event could not be written to the event "
+            f"outbox ({reason}); retry shortly, and check the event log (`loopstack status`). "
+            "LOOPSTACK_SERVING__DURABLE_ANSWERS=false answers without waiting for the event"
         )

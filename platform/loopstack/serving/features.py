@@ -33,12 +33,16 @@ class FeatureLookup:
         if self.integer_key:
             try:
                 number = int(value)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):  # Overflow: an infinite float
                 raise BadRequest(
                     f"entity key {self.join_key!r} must be an integer, got {value!r}"
                 ) from None
             if isinstance(value, float) and not value.is_integer():
                 raise BadRequest(f"entity key {self.join_key!r} must be an integer, got {value!r}")
+            if not -(2**63) <= number < 2**63:  # Feast stores INT64 keys
+                raise BadRequest(
+                    f"entity key {self.join_key!r} is out of range (a 64-bit integer), got {value!r}"
+                )
             return number
         if not isinstance(value, str | int):
             raise BadRequest(f"entity key {self.join_key!r} must be a string, got {value!r}")

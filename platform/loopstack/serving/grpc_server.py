@@ -30,6 +30,7 @@ from loopstack.core.errors import LoopstackError
 from loopstack.core.tls import ServerTLS
 from loopstack.serving.codec import decode_grpc, encode_grpc
 from loopstack.serving.errors import ModelNotReady
+from loopstack.serving.limits import short
 from loopstack.serving.metadata import OIPStatus
 from loopstack.serving.runtime import ScoreRequest, ServingRuntime, correlation_from
 
@@ -40,6 +41,7 @@ _CODES = {
     401: StatusCode.UNAUTHENTICATED,
     403: StatusCode.PERMISSION_DENIED,
     404: StatusCode.NOT_FOUND,
+    413: StatusCode.RESOURCE_EXHAUSTED,
     409: StatusCode.FAILED_PRECONDITION,
     422: StatusCode.FAILED_PRECONDITION,  # well formed, but e.g. its features are stale
     503: StatusCode.UNAVAILABLE,
@@ -67,7 +69,7 @@ def _status(method: _Handler) -> _Handler:
             error = _as_loopstack(exc, model, self._runtime)
             if isinstance(error, LoopstackError):
                 await context.abort(
-                    _CODES.get(error.http_status, StatusCode.INTERNAL), error.message
+                    _CODES.get(error.http_status, StatusCode.INTERNAL), short(error.message)
                 )
             await _KSERVE_STATUS.handle_exception(error, request, context, method.__name__)
 
@@ -91,7 +93,7 @@ class _Servicer(InferenceServicer):
 
     @_status
     async def ServerReady(self, request: pb.ServerReadyRequest, context: Any) -> Any:
-        """False while a deployed version fails to load (REST `/v2/health/ready` says why)."""
+        """False until every deployed version answers (REST `/v2/health/ready` says why)."""
         return pb.ServerReadyResponse(ready=self._oip.server_not_ready() is None)
 
     @_status
@@ -130,17 +132,17 @@ class _Servicer(InferenceServicer):
         correlation, traceparent = correlation_from(_metadata(context))
         try:
             self._oip.resolve(request.model_name, request.model_version or None)
-            decoded = decode_grpc(request)
+            decoded = decode_grpc(request, self._runtime.limits)
         except Exception as exc:
             failed = ScoreRequest(
-                request.model_name,
+                request.model_name[:128],
                 {},
                 0,
                 "v2-grpc",
                 correlation_id=correlation,
                 traceparent=traceparent,
             )
-            self._runtime.record_failure(failed, exc, started, at)
+            await self._runtime.log_failure(failed, exc, started, at)
             raise
         score = decoded.score
         score.correlation_id, score.traceparent = correlation, traceparent
@@ -218,10 +220,9 @@ class LoopbackGRPCServer(GRPCServer):
             interceptors=self._interceptors,
             options=[
                 ("grpc.max_send_message_length", self._kwargs.get("grpc_max_send_message_length")),
-                (
-                    "grpc.max_receive_message_length",
-                    self._kwargs.get("grpc_max_receive_message_length"),
-                ),
+                # Refused by gRPC itself (RESOURCE_EXHAUSTED) before anything is parsed: the
+                # REST body limit, for the same requests over either protocol.
+                ("grpc.max_receive_message_length", self._oip.runtime.limits.max_body_bytes),
                 ("grpc.so_reuseport", 0),
             ],
         )

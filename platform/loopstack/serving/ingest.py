@@ -4,7 +4,10 @@ The KServe logger (`spec.predictor.logger`, mode `all`) POSTs each request and e
 binary-mode CloudEvents (`ce-type` `org.kubeflow.serving.inference.request` / `.response`,
 sharing `ce-id`) to `POST /loopstack/events/kserve` of the inference server. Halves wait up to
 `pair_timeout_s` for each other; a request whose response never comes is logged as an error,
-a lone response as ok without inputs. The model's sensitive fields are masked. When the response carries a Loopstack prediction id, the
+a lone response as ok without inputs. What waits is bounded: each half is kept as its event
+will hold it (`limits.bounded`: text cut, at most 100 values per list, a request's inputs at
+most `limits.EVENT_INPUT_BYTES`), and at most `max_pending` halves wait (past it the oldest is
+logged unpaired at once). The model's sensitive fields are masked. When the response carries a Loopstack prediction id, the
 event reuses it, so a prediction the runtime logged itself is not counted twice by consumers.
 """
 
@@ -23,6 +26,7 @@ from loopstack.core.events.topics import PREDICTIONS
 from loopstack.core.pii import SensitiveFields, mask_values
 from loopstack.serving.errors import BadRequest
 from loopstack.serving.eventsink import EventSink, iso_time
+from loopstack.serving.limits import bounded, bounded_inputs
 
 __all__ = ["INGEST_PATH", "LoggerIngest", "REQUEST_TYPE", "RESPONSE_TYPE"]
 
@@ -94,8 +98,12 @@ class LoggerIngest:
         sink: EventSink,
         pair_timeout_s: float = 5.0,
         sensitive: SensitiveFields | None = None,
+        chars: int = 256,
+        max_pending: int = 1_000,
     ) -> None:
         self.sink = sink
+        self.chars = chars
+        self.max_pending = max_pending
         self.sensitive = sensitive or SensitiveFields(None)
         self.pair_timeout_s = pair_timeout_s
         self._halves: dict[tuple[str, str], _Half] = {}
@@ -121,16 +129,29 @@ class LoggerIngest:
         except orjson.JSONDecodeError as exc:
             raise BadRequest(f"the logged payload is not JSON: {exc}") from None
         now = time.monotonic()
+        # Kept as the event will hold it: a waiting half costs no more than its event.
+        payload = (
+            bounded_inputs(payload, self.chars)
+            if kind == REQUEST_TYPE
+            else bounded(payload, self.chars)
+        )
         half = _Half(payload, lowered, _parse_time(lowered.get("ce-time")) or time.time(), now)
         namespace = (
             lowered.get("ce-inferenceservicename", "") + "/" + lowered.get("ce-namespace", "")
         )
         key = (namespace, event_id)
+        oldest: tuple[tuple[str, str], _Half] | None = None
         with self._lock:
             other = self._halves.pop(key, None)
             if other is None or other.headers.get("ce-type") == kind:
                 self._halves[key] = half
-                return "waiting"
+                if len(self._halves) > self.max_pending:  # dicts keep arrival order
+                    first = next(iter(self._halves))
+                    oldest = first, self._halves.pop(first)
+        if oldest is not None:
+            self._emit_unpaired(oldest[0][1], oldest[1])
+        if other is None or other.headers.get("ce-type") == kind:
+            return "waiting"
         request, response = (half, other) if kind == REQUEST_TYPE else (other, half)
         self._emit(event_id, request, response)
         return "paired"
@@ -147,11 +168,14 @@ class LoggerIngest:
             expired = [k for k, h in self._halves.items() if now - h.arrived >= self.pair_timeout_s]
             halves = [(k, self._halves.pop(k)) for k in expired]
         for (_, event_id), half in halves:
-            if half.headers.get("ce-type") == REQUEST_TYPE:
-                self._emit(event_id, half, None)
-            else:
-                self._emit(event_id, None, half)
+            self._emit_unpaired(event_id, half)
         return len(halves)
+
+    def _emit_unpaired(self, event_id: str, half: _Half) -> None:
+        if half.headers.get("ce-type") == REQUEST_TYPE:
+            self._emit(event_id, half, None)
+        else:
+            self._emit(event_id, None, half)
 
     def _sweep_loop(self) -> None:
         while not self._stop.wait(min(0.25, self.pair_timeout_s / 4)):

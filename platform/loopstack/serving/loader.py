@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from loopstack.registry.uris import mlflow_pointed_at
 from loopstack.serving.errors import UnsupportedModel
 from loopstack.serving.schema import ModelSchema
 
@@ -21,8 +21,6 @@ __all__ = ["REFERENCE_ARTIFACT", "LoadedVersion", "Scores", "load_reference", "l
 log = logging.getLogger(__name__)
 REFERENCE_ARTIFACT = "reference/reference.parquet"
 """The drift reference sample the train pipeline logs in a version's run (inputs + prediction)."""
-
-_MLFLOW_LOCK = threading.Lock()  # mlflow's tracking-URI globals are process-wide
 
 
 @dataclass(frozen=True)
@@ -97,9 +95,7 @@ def load_version(tracking_uri: str, model: str, version: str) -> LoadedVersion:
     folder = tempfile.mkdtemp(prefix="loopstack-model-")
     keep = False
     try:
-        with _MLFLOW_LOCK:
-            mlflow.set_tracking_uri(tracking_uri)
-            mlflow.set_registry_uri(tracking_uri)
+        with mlflow_pointed_at(tracking_uri):
             local = mlflow.artifacts.download_artifacts(
                 artifact_uri=f"models:/{model}/{version}", dst_path=folder
             )
@@ -172,7 +168,7 @@ def load_reference(tracking_uri: str, model: str, version: str) -> pd.DataFrame 
     if not run_id or name not in {Path(a.path).name for a in client.list_artifacts(run_id, folder)}:
         return None
     with tempfile.TemporaryDirectory(prefix="loopstack-reference-") as target:
-        with _MLFLOW_LOCK:
+        with mlflow_pointed_at(tracking_uri):
             local = mlflow.artifacts.download_artifacts(
                 run_id=run_id,
                 artifact_path=REFERENCE_ARTIFACT,

@@ -41,7 +41,8 @@ class OIPStatus:
         return {"name": SERVER_NAME, "version": __version__, "extensions": list(EXTENSIONS)}
 
     def server_not_ready(self) -> str | None:
-        """Why the server is not ready (a deployed version failed to load), or None."""
+        """Why the server is not ready (starting, a deployed version loading or failed to
+        load), or None."""
         return self.readiness.reason()
 
     def resolve(self, model: str, version: str | None = None) -> LoadedVersion:
@@ -53,17 +54,22 @@ class OIPStatus:
             ModelNotReady: the model, or the version named, is loading or failed to load (503).
         """
         failure = self.readiness.failure(model)
+        loading = self.readiness.loading_of(model)
         served = self.runtime.served(model)
         if version:
             if served is not None and version in served.versions():
                 return served.versions()[version]
             if failure is not None and version in failure.failed:
                 raise ModelNotReady(model, failure.reason(version))
+            if loading is not None and version in loading.roles:
+                raise ModelNotReady(model, loading.reason(version))
             if served is not None or failure is not None:
                 known = set(served.versions() if served else ()) | set(
                     failure.roles if failure else ()
                 )
                 raise VersionNotServed(model, version, sorted(known, key=_by_number))
+        if served is None and loading is not None:
+            raise ModelNotReady(model, loading.reason())
         if served is None and model not in self.runtime.models():
             raise ModelNotServed(model, self.runtime.models())
         return self.runtime.version_of(model)
@@ -72,16 +78,16 @@ class OIPStatus:
         """Nothing when the model (or the version named) is ready, else why not.
 
         Without a version, a model is ready when every version its traffic record names is
-        loaded: while one fails, its previous split may still answer, but it is not what was
-        deployed.
+        loaded: while one loads or fails, its previous split may still answer, but it is not
+        what was deployed.
 
         Raises:
             ModelNotServed, VersionNotServed, ModelNotReady: as `resolve`.
         """
         self.resolve(model, version)
-        failure = self.readiness.failure(model)
-        if not version and failure is not None:
-            raise ModelNotReady(model, failure.reason())
+        pending = self.readiness.not_ready(model)
+        if not version and pending is not None:
+            raise ModelNotReady(model, pending)
 
     def model_metadata(self, model: str, version: str | None = None) -> dict[str, Any]:
         """OIP model metadata of the champion or of the version named: its tensors, the

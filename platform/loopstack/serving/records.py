@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 from loopstack.core.events.topics import PREDICTIONS
 from loopstack.core.pii import mask_values
-from loopstack.serving.eventsink import EventSink, iso_time
+from loopstack.serving.eventsink import EventSink, Receipt, iso_time
 from loopstack.serving.features import FeatureLookup, FeatureRows
+from loopstack.serving.limits import EVENT_ITEMS, bounded_inputs, cut_row
 from loopstack.serving.schema import Columns
 
 if TYPE_CHECKING:
@@ -22,18 +23,21 @@ if TYPE_CHECKING:
 __all__ = ["EventContext", "safe_inputs"]
 
 
-def safe_inputs(req: ScoreRequest, sensitive: frozenset[str]) -> dict[str, Any]:
-    """What the caller sent, for a failure event (bounded: an error must not log megabytes)."""
+def safe_inputs(req: ScoreRequest, sensitive: frozenset[str], chars: int = 256) -> dict[str, Any]:
+    """What the caller sent, for a failure event: bounded (`limits.bounded_inputs`: text cut to
+    `chars`, bytes as text, a capped number of fields and values): an error must not log
+    megabytes, whatever was refused."""
     if req.rows == 1:
         out = {
             k: (v[0] if isinstance(v, list) and len(v) == 1 else v) for k, v in req.columns.items()
         }
     else:
-        out = {k: v[:100] if isinstance(v, list) else v for k, v in req.columns.items()}
+        out = {k: v[:EVENT_ITEMS] if isinstance(v, list) else v for k, v in req.columns.items()}
     if req.parameters:
         out["_parameters"] = req.parameters
-    masked: dict[str, Any] = mask_values(out, sensitive)
-    return masked
+    # bounded first: masking walks what it is given, and a value may be nested 1,000 deep
+    kept: dict[str, Any] = mask_values(bounded_inputs(out, chars), sensitive)
+    return kept
 
 
 @dataclass
@@ -46,12 +50,18 @@ class EventContext:
     rows: FeatureRows | None
     at: float
     sensitive: frozenset[str] = frozenset()
+    chars: int = 256
+    """Characters of a text value kept in the events (`serving.limits.event_string_chars`)."""
 
     def input_rows(self, checked: Columns) -> list[dict[str, Any]]:
         """The model's input rows (checked columns) as logged, sensitive fields masked."""
         names = list(checked)
         rows = zip(*checked.values(), strict=True)
-        return [mask_values(dict(zip(names, row, strict=True)), self.sensitive) for row in rows]
+        chars = self.chars
+        return [
+            cut_row(mask_values(dict(zip(names, row, strict=True)), self.sensitive), chars)
+            for row in rows
+        ]
 
     def data(
         self,
@@ -65,7 +75,7 @@ class EventContext:
         """The common `prediction.v1` fields of one row."""
         data: dict[str, Any] = {
             "prediction_id": pid,
-            "model": self.req.model or "unknown",
+            "model": (self.req.model or "unknown")[:128],
             "version": version,
             "route": route,
             "protocol": self.req.protocol,
@@ -87,15 +97,18 @@ class EventContext:
             data["request_id"] = self.req.request_id[:128]
         return data
 
-    def emit(self, sink: EventSink, pid: str, data: dict[str, Any]) -> None:
-        """Queue the event (never blocks)."""
+    def emit(
+        self, sink: EventSink, pid: str, data: dict[str, Any], receipt: Receipt | None = None
+    ) -> None:
+        """Queue the event (never blocks), or hold it in the answer's `receipt`."""
         sink.emit(
             PREDICTIONS,
             "prediction.v1",
             data,
             event_id=pid,
-            subject=self.req.model or "unknown",
+            subject=(self.req.model or "unknown")[:128],
             at=self.at,
             correlationid=self.req.correlation_id,
             traceparent=self.req.traceparent,
+            receipt=receipt,
         )

@@ -4,12 +4,15 @@ KServe's v2 route validates the body with pydantic (FastAPI answers 422 with its
 and turns unexpected decode errors into 500s; these routes decode the raw bytes themselves, so
 every caller mistake is a 400 `{"error": reason}`, and each failure is a logged prediction.
 The model and version a route names are resolved first: an unknown one is a 404 whatever the
-body holds. Server readiness and metadata answer from the served splits (`OIPStatus`), not
-KServe's (always ready, and listing a repository extension Loopstack does not serve).
+body holds, sent before it is read. A body is read only up to `serving.limits.max_body_bytes`
+(413 beyond it, on every route: `limits.BodyLimit` holds KServe's own routes to it too).
+Server readiness and metadata answer from the served splits (`OIPStatus`), not KServe's (always
+ready, and listing a repository extension Loopstack does not serve).
 """
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -19,8 +22,10 @@ from fastapi import FastAPI, Request, Response
 from loopstack.core.errors import LoopstackError
 from loopstack.core.pii import mask_text
 from loopstack.serving.codec import decode_v1, decode_v2, encode_v1, encode_v2
-from loopstack.serving.errors import ModelNotReady
+from loopstack.serving.errors import BodyTooLarge, ModelNotReady
 from loopstack.serving.explain import EXPLAIN
+from loopstack.serving.ingest import INGEST_PATH
+from loopstack.serving.limits import BodyLimit, short
 from loopstack.serving.metadata import OIPStatus
 from loopstack.serving.runtime import ScoreRequest, ServingRuntime, correlation_from, status_of
 
@@ -38,7 +43,18 @@ def error_response(exc: BaseException) -> Response:
         exc.message if isinstance(exc, LoopstackError) else f"internal error: {type(exc).__name__}"
     )
     headers = {"Retry-After": str(ModelNotReady.retry_after_s)} if status == 503 else None
-    return Response(orjson.dumps({"error": message}), status, headers=headers, media_type=_JSON)
+    body = orjson.dumps({"error": short(message)})
+    return Response(body, status, headers=headers, media_type=_JSON)
+
+
+_READS_OWN_BODY = re.compile(
+    rf"^(/v1/models/[^/]+:predict|/v2/models/[^/]+(/versions/[^/]+)?/infer|{INGEST_PATH})$"
+)
+
+
+def _reads_own_body(path: str) -> bool:
+    """Routes that read their body through `Limits.read_body` (and log a refusal themselves)."""
+    return _READS_OWN_BODY.match(path) is not None
 
 
 def _snippet(body: bytes) -> str:
@@ -60,7 +76,7 @@ class _Routes:
             return exc
         return None
 
-    def _failed_decode(
+    async def _failed_decode(
         self,
         model: str,
         protocol: str,
@@ -72,28 +88,49 @@ class _Routes:
     ) -> Response:
         correlation, traceparent = correlation_from(headers)
         failed = ScoreRequest(
-            model,
+            model[:128],
             {"_body": [mask_text(_snippet(body), self.runtime.sensitive.of(model))]},
             1,
             protocol,
             correlation_id=correlation,
             traceparent=traceparent,
         )
-        self.runtime.record_failure(failed, exc, started, at)
+        await self.runtime.log_failure(failed, exc, started, at)
         return error_response(exc)
+
+    async def _body(
+        self,
+        model: str,
+        version: str | None,
+        protocol: str,
+        request: Request,
+        started: float,
+        at: float,
+    ) -> bytes | Response:
+        """The body, once the model and version are known to answer (else the refusal, sent
+        without reading it), read only up to `serving.limits.max_body_bytes` (else a 413)."""
+        refused = self._unknown(model, version)
+        if refused is None:
+            try:
+                return await self.runtime.limits.read_body(request)
+            except BodyTooLarge as exc:
+                refused = exc
+        return await self._failed_decode(
+            model, protocol, b"", request.headers, refused, started, at
+        )
 
     async def v1_predict(self, model_name: str, request: Request) -> Response:
         """KServe v1 predict."""
         started, at = time.perf_counter(), time.time()
-        body = await request.body()
-        if (refused := self._unknown(model_name)) is not None:
-            return self._failed_decode(
-                model_name, "v1", body, request.headers, refused, started, at
-            )
+        body = await self._body(model_name, None, "v1", request, started, at)
+        if isinstance(body, Response):
+            return body
         try:
-            score = decode_v1(body, model_name)
+            score = decode_v1(body, model_name, self.runtime.limits)
         except Exception as exc:
-            return self._failed_decode(model_name, "v1", body, request.headers, exc, started, at)
+            return await self._failed_decode(
+                model_name, "v1", body, request.headers, exc, started, at
+            )
         explain = request.query_params.get(EXPLAIN)
         if explain is not None:  # `?explain=true`; the runtime validates it like a parameter
             score.parameters[EXPLAIN] = explain
@@ -113,16 +150,20 @@ class _Routes:
     ) -> Response:
         """OIP v2 infer (JSON or binary tensors)."""
         started, at = time.perf_counter(), time.time()
-        body = await request.body()
+        body = await self._body(model_name, model_version, "v2-rest", request, started, at)
+        if isinstance(body, Response):
+            return body
         headers = request.headers
-        if (refused := self._unknown(model_name, model_version)) is not None:
-            return self._failed_decode(model_name, "v2-rest", body, headers, refused, started, at)
         try:
             decoded = decode_v2(
-                body, {k.lower(): v for k, v in headers.items()}, model_name, model_version
+                body,
+                {k.lower(): v for k, v in headers.items()},
+                model_name,
+                model_version,
+                self.runtime.limits,
             )
         except Exception as exc:
-            return self._failed_decode(model_name, "v2-rest", body, headers, exc, started, at)
+            return await self._failed_decode(model_name, "v2-rest", body, headers, exc, started, at)
         score = decoded.score
         score.correlation_id, score.traceparent = correlation_from(headers)
         try:
@@ -158,7 +199,7 @@ class _Routes:
         return Response(orjson.dumps({"name": model_name, "ready": True}), media_type=_JSON)
 
     async def server_ready(self) -> Response:
-        """OIP v2 server readiness: 503 with the reason while a deployed version fails to load."""
+        """OIP v2 server readiness: 503 with the reason until every deployed version answers."""
         reason = self.status.server_not_ready()
         if reason is None:
             return Response(orjson.dumps({"ready": True}), media_type=_JSON)
@@ -172,6 +213,7 @@ class _Routes:
 def add_inference_routes(app: FastAPI, runtime: ServingRuntime, status: OIPStatus) -> None:
     """Add the inference routes; call before KServe registers its own (first match wins)."""
     routes = _Routes(runtime, status)
+    app.add_middleware(BodyLimit, limits=runtime.limits, exempt=_reads_own_body)
     app.add_api_route(
         "/v1/models/{model_name}:predict", routes.v1_predict, methods=["POST"], response_model=None
     )

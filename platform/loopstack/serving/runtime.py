@@ -3,9 +3,12 @@
 One `score` does: route by the model's traffic split, fetch online features for entity keys,
 validate against the chosen version's signature, predict (with the requests queued meanwhile
 for the same version: `AdaptiveBatcher`), and record the answer (metrics and a
-`prediction.v1` event per row, queued off the request path). A shadow challenger scores the
-same rows on its own thread; its answer is only logged. A request that asks for explanations
-(`explain`) is finished on a worker thread, the SHAP run being far longer than a prediction.
+`prediction.v1` event per row; with `serving.durable_answers` the answer leaves only once those
+events are in the process's outbox file, group-committed with concurrent answers, so a killed
+server never forgets what it answered). A shadow challenger scores the same rows on its own
+thread; its answer is only logged, and its events never hold up the caller's answer. A request
+that asks for explanations (`explain`) is finished on a worker thread, the SHAP run being far
+longer than a prediction.
 """
 
 from __future__ import annotations
@@ -26,11 +29,19 @@ import pandas as pd
 from loopstack.core.errors import LoopstackError
 from loopstack.core.ids import uuid4
 from loopstack.core.pii import SensitiveFields, scrub
+from loopstack.core.settings import InputLimits
 from loopstack.serving.batching import AdaptiveBatcher
-from loopstack.serving.errors import BadRequest, ModelNotReady, ModelNotServed, VersionNotServed
-from loopstack.serving.eventsink import EventSink
+from loopstack.serving.errors import (
+    AnswerNotDurable,
+    BadRequest,
+    ModelNotReady,
+    ModelNotServed,
+    VersionNotServed,
+)
+from loopstack.serving.eventsink import EventSink, Receipt
 from loopstack.serving.explain import Explainers, explain_requested
 from loopstack.serving.features import FeatureLookup, FeatureRows, OnlineFeatureSource
+from loopstack.serving.limits import Limits
 from loopstack.serving.loader import LoadedVersion, Scores
 from loopstack.serving.metrics import ServingMetrics
 from loopstack.serving.records import EventContext, safe_inputs
@@ -48,7 +59,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-MAX_ROWS = 10_000
 REQUEST_TIME = "request_time"
 """Request parameter a replay sets to the simulated time (only where the server accepts it)."""
 
@@ -82,6 +92,8 @@ class ScoreRequest:
     signature of the version that answers."""
     checked: Collection[str] = ()
     """Columns split from a numeric array, checked already."""
+    outputs: list[str] | None = None
+    """The v2 outputs the caller asked for (None: all), checked against the answering version."""
 
 
 @dataclass(frozen=True)
@@ -148,6 +160,14 @@ def _text(key: str, value: bytes) -> str:
         raise BadRequest(f"entity key {key!r} is not UTF-8 text") from None
 
 
+def _check_outputs(requested: list[str], version: LoadedVersion) -> None:
+    """Refuse an output the answering version does not have, before it scores anything."""
+    known = [t["name"] for t in version.output_tensors()]
+    unknown = [name for name in requested if name not in known]
+    if unknown:
+        raise BadRequest(f"unknown output(s) {', '.join(unknown)}; outputs: {', '.join(known)}")
+
+
 def _ids(base: str, rows: int) -> list[str]:
     return [base] if rows == 1 else [f"{base}-{i}" for i in range(rows)]
 
@@ -166,8 +186,10 @@ class ServingRuntime:
         sensitive: SensitiveFields | None = None,
         max_batch_rows: int = 256,
         nullable: NullableFields | None = None,
+        limits: InputLimits | None = None,
     ) -> None:
         self.sink = sink
+        self.limits = Limits(limits)
         self.nullable = nullable or NullableFields(None)
         self.sensitive = sensitive or SensitiveFields(None)
         self.explainers = explainers or Explainers()
@@ -249,9 +271,16 @@ class ServingRuntime:
 
     # --- scoring --------------------------------------------------------------------------
     async def score(self, req: ScoreRequest) -> ScoreResult:
-        """Score a request on the event loop; the feature store is read on a worker thread."""
+        """Score a request on the event loop; the feature store is read on a worker thread.
+
+        With durable answers, returns once the answer's events are in the outbox.
+
+        Raises:
+            AnswerNotDurable: the answer's events could not be written (a 503).
+        """
         started, at = time.perf_counter(), time.time()
         prepared: _Prepared | None = None
+        receipt = self.sink.receipt()
         try:
             at = self._request_time(req, at)
             explain = explain_requested(req.parameters)
@@ -260,18 +289,33 @@ class ServingRuntime:
             if prepared.lookup is not None and prepared.keys is not None and prepared.fetch:
                 rows = await asyncio.to_thread(self._fetch, prepared.lookup, prepared.keys, at)
             if explain:  # off the event loop: other requests keep being answered meanwhile
-                return await asyncio.to_thread(self._finish, req, prepared, rows, started, at, True)
-            columns, checked = self._inputs(req, prepared, rows)
-            scores = await self._batcher.score(prepared.route.version, checked, req.rows)
-            return self._answer(req, prepared, rows, columns, checked, scores, started, at)
+                result = await asyncio.to_thread(
+                    self._finish, req, prepared, rows, started, at, True, receipt
+                )
+            else:
+                columns, checked = self._inputs(req, prepared, rows)
+                scores = await self._batcher.score(prepared.route.version, checked, req.rows)
+                result = self._answer(
+                    req, prepared, rows, columns, checked, scores, started, at, receipt=receipt
+                )
         except Exception as exc:
-            self.record_failure(req, exc, started, at, prepared.route if prepared else None)
+            failed = self.record_failure(
+                req, exc, started, at, prepared.route if prepared else None
+            )
+            await self.sink.settled(failed, refuse=False)
             raise
+        await self.sink.settled(receipt)  # the answer leaves only once its record is safe
+        return result
 
     def score_sync(self, req: ScoreRequest) -> ScoreResult:
-        """Score a request on the calling thread (the asynchronous-inference consumer)."""
+        """Score a request on the calling thread (the asynchronous-inference consumer).
+
+        Raises:
+            AnswerNotDurable: with durable answers, the answer's events could not be written.
+        """
         started, at = time.perf_counter(), time.time()
         prepared: _Prepared | None = None
+        receipt = self.sink.receipt()
         try:
             at = self._request_time(req, at)
             explain = explain_requested(req.parameters)
@@ -279,10 +323,16 @@ class ServingRuntime:
             rows = None
             if prepared.lookup is not None and prepared.keys is not None and prepared.fetch:
                 rows = self._fetch(prepared.lookup, prepared.keys, at)
-            return self._finish(req, prepared, rows, started, at, explain)
+            result = self._finish(req, prepared, rows, started, at, explain, receipt)
         except Exception as exc:
-            self.record_failure(req, exc, started, at, prepared.route if prepared else None)
+            failed = self.record_failure(
+                req, exc, started, at, prepared.route if prepared else None
+            )
+            with contextlib.suppress(AnswerNotDurable):  # the error answer stands; loss counted
+                self.sink.settle(failed)
             raise
+        self.sink.settle(receipt)
+        return result
 
     def _request_time(self, req: ScoreRequest, now: float) -> float:
         """The request's time: now, or the `request_time` parameter of a replay."""
@@ -306,16 +356,16 @@ class ServingRuntime:
         served = self._split(req.model)
         if req.rows < 1:
             raise BadRequest("the request has no rows (instances or tensor values)")
-        if req.rows > MAX_ROWS:
-            raise BadRequest(
-                f"the request has {req.rows} rows; send at most {MAX_ROWS} per request"
-            )
+        # Whatever the protocol, before any feature is fetched or value checked one by one.
+        self.limits.check(req.columns, req.rows, req.matrix, req.parameters)
         lookup = self.features.lookup(req.model) if self.features is not None else None
         keys = self._entity_keys(req, lookup)
         if req.version:
             route = _pinned(served, req.model, req.version)
         else:
             route = served.choose(keys[0] if keys else None)
+        if req.outputs is not None:
+            _check_outputs(req.outputs, route.version)
         nullable = self.nullable.of(req.model)
         if req.matrix is not None:
             self._split_matrix(req, route.version, nullable)
@@ -380,13 +430,16 @@ class ServingRuntime:
         started: float,
         at: float,
         explain: bool = False,
+        receipt: Receipt | None = None,
     ) -> ScoreResult:
         version = prepared.route.version
         columns, checked = self._inputs(req, prepared, rows)
         frame = version.schema.build(checked)
         scores = self._predict(version, frame)
         explained = frame if explain else None
-        return self._answer(req, prepared, rows, columns, checked, scores, started, at, explained)
+        return self._answer(
+            req, prepared, rows, columns, checked, scores, started, at, explained, receipt
+        )
 
     def _inputs(
         self, req: ScoreRequest, prepared: _Prepared, rows: FeatureRows | None
@@ -429,8 +482,10 @@ class ServingRuntime:
         started: float,
         at: float,
         explained: pd.DataFrame | None = None,
+        receipt: Receipt | None = None,
     ) -> ScoreResult:
-        """The answer, its metrics and events; `explained`: the frame to explain, if asked."""
+        """The answer, its metrics and events; `explained`: the frame to explain, if asked;
+        `receipt`: holds the events until the caller settles it (durable answers)."""
         version = prepared.route.version
         # The latency recorded is the prediction's: the loop compares versions on it, and an
         # explanation's cost would count against whichever version happened to be asked.
@@ -449,10 +504,22 @@ class ServingRuntime:
             flagged = sum(review.needs_review)
             if flagged:
                 self.metrics.needs_review.labels(req.model, version.version, route).inc(flagged)
-        context = EventContext(req, prepared.lookup, prepared.keys, rows, at, sensitive)
+        context = EventContext(
+            req, prepared.lookup, prepared.keys, rows, at, sensitive, self.limits.event_string_chars
+        )
         inputs = context.input_rows(checked)
         self._emit_ok(
-            context, version, route, ids, inputs, scores, seconds, None, explanations, review
+            context,
+            version,
+            route,
+            ids,
+            inputs,
+            scores,
+            seconds,
+            None,
+            explanations,
+            review,
+            receipt,
         )
         if prepared.route.shadow is not None:
             self._mirror(context, prepared.route.shadow, columns, ids, inputs, prepared.nullable)
@@ -490,6 +557,7 @@ class ServingRuntime:
         paired: list[str] | None = None,
         explanations: list[dict[str, Any]] | None = None,
         review: ReviewFlags | None = None,
+        receipt: Receipt | None = None,
     ) -> None:
         for i, pid in enumerate(ids):
             outputs: dict[str, Any] = {"prediction": scores.predictions[i]}
@@ -506,7 +574,7 @@ class ServingRuntime:
                 data["explanation"] = explanations[i]
             if review is not None:
                 data["review"] = review.event_field(i)
-            context.emit(self.sink, pid, data)
+            context.emit(self.sink, pid, data, receipt)
 
     def record_failure(
         self,
@@ -515,30 +583,49 @@ class ServingRuntime:
         started: float,
         at: float,
         route: Route | None = None,
-    ) -> None:
-        """Count a failed request and log it as one `prediction.v1` event with status `error`."""
+    ) -> Receipt | None:
+        """Count a failed request and log it as one `prediction.v1` event with status `error`.
+
+        Returns the event's receipt to settle before answering (durable answers), else None.
+        """
         if getattr(exc, "_loopstack_logged", False):
-            return
+            return None
         with contextlib.suppress(AttributeError):  # a few builtins take no attributes
             exc._loopstack_logged = True  # type: ignore[attr-defined]
         seconds = time.perf_counter() - started
         version = route.version.version if route else self._champion_version(req.model)
         route_name = route.route if route else "champion"
         status = status_of(exc)
-        self.metrics.observe(
-            req.model or "unknown", version, req.protocol, route_name, str(status), seconds
-        )
+        # A name no split knows is the caller's: as a label, each would be a series forever.
+        known = req.model in self._served or req.model in self._not_ready
+        model_label = req.model if known else "unknown"
+        self.metrics.observe(model_label, version, req.protocol, route_name, str(status), seconds)
         pid = uuid4()
         sensitive = self.sensitive.of(req.model)
-        context = EventContext(req, None, None, None, at, sensitive)
-        inputs = safe_inputs(req, sensitive)
+        context = EventContext(req, None, None, None, at, sensitive, self.limits.event_string_chars)
+        inputs = safe_inputs(req, sensitive, self.limits.event_string_chars)
         if req.matrix is not None:  # never split: its values have no names to mask by, so none
             inputs["_matrix"] = {"name": req.matrix.name, "rows": req.rows}
         data = context.data(pid, version, route_name, inputs, None, seconds)
         data["status"] = "error"
         sent = [v for f in sensitive for v in [*req.columns.get(f, []), req.parameters.get(f)]]
-        data["error"] = scrub(f"{status} {type(exc).__name__}: {exc}", sent)[:4000]
-        context.emit(self.sink, pid, data)
+        message = f"{status} {type(exc).__name__}: {exc}"
+        try:
+            data["error"] = scrub(message, sent)[:4000]
+        except RecursionError:  # a value nested too deep to print is in no message either
+            scalars = [v for v in sent if not isinstance(v, list | dict)]
+            data["error"] = scrub(message, scalars)[:4000]
+        receipt = self.sink.receipt()
+        context.emit(self.sink, pid, data, receipt)
+        return receipt
+
+    async def log_failure(
+        self, req: ScoreRequest, exc: BaseException, started: float, at: float
+    ) -> None:
+        """`record_failure` for a transport's own refusals (before `score`): with durable
+        answers, returns once the event is in the outbox (its loss is counted, the error
+        answer stands)."""
+        await self.sink.settled(self.record_failure(req, exc, started, at), refuse=False)
 
     def _quiet_lookup(self, model: str) -> FeatureLookup | None:
         if self.features is None or not model:

@@ -109,6 +109,15 @@ class Column:
     dtype: str
 
 
+def _show(value: Any) -> str:
+    """A value as an error message quotes it: a long one (a list, a text) is cut."""
+    try:
+        text = repr(value)
+    except RecursionError:  # a list nested deeper than Python's repr goes
+        return f"a {type(value).__name__} nested too deep to show"
+    return text if len(text) <= 80 else f"{text[:80]}…[+{len(text) - 80} chars]"
+
+
 def _null(column: Column, row: int, what: str) -> BadRequest:
     return BadRequest(
         f"field {column.name!r} row {row} is {what}; send a number, or list {column.name!r} in "
@@ -133,7 +142,7 @@ def _check_value(column: Column, row: int, value: Any, nullable: bool = False) -
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise BadRequest(
                 f"field {column.name!r} expects a number ({column.datatype}); row {row} has "
-                f"{value!r} ({type(value).__name__})"
+                f"{_show(value)} ({type(value).__name__})"
             )
         number = float(value)
         if not math.isfinite(number):
@@ -144,12 +153,14 @@ def _check_value(column: Column, row: int, value: Any, nullable: bool = False) -
             raise BadRequest(f"field {column.name!r} row {row} is {number}; send a finite number")
         if kind == "int" and not number.is_integer():
             raise BadRequest(
-                f"field {column.name!r} expects an integer ({column.datatype}); row {row} has {value!r}"
+                f"field {column.name!r} expects an integer ({column.datatype}); row {row} has {_show(value)}"
             )
         return number
     if kind == "bool":
         if not isinstance(value, bool):
-            raise BadRequest(f"field {column.name!r} expects true/false; row {row} has {value!r}")
+            raise BadRequest(
+                f"field {column.name!r} expects true/false; row {row} has {_show(value)}"
+            )
         return value
     if isinstance(value, bytes):
         try:
@@ -158,7 +169,7 @@ def _check_value(column: Column, row: int, value: Any, nullable: bool = False) -
             raise BadRequest(f"field {column.name!r} row {row} is not UTF-8 text") from None
     if not isinstance(value, str):
         raise BadRequest(
-            f"field {column.name!r} expects a string; row {row} has {value!r} ({type(value).__name__})"
+            f"field {column.name!r} expects a string; row {row} has {_show(value)} ({type(value).__name__})"
         )
     return value
 

@@ -85,7 +85,13 @@ def build_parts(settings: Settings, outbox_name: str = "serving") -> ServerParts
     metrics = ServingMetrics()
     event_log = open_event_log(settings)
     publisher = Publisher.open(settings, event_log, outbox_name)
-    sink = EventSink(publisher, "loopstack/serving", metrics, settings.serving.event_queue_max)
+    sink = EventSink(
+        publisher,
+        "loopstack/serving",
+        metrics,
+        settings.serving.event_queue_max,
+        durable=settings.serving.durable_answers,
+    )
     uri = settings.mlflow_tracking_uri
     explainers = Explainers(
         lambda m, v: load_reference(uri, m, v),
@@ -104,12 +110,18 @@ def build_parts(settings: Settings, outbox_name: str = "serving") -> ServerParts
         sensitive=sensitive,
         max_batch_rows=settings.serving.max_batch_rows,
         nullable=NullableFields(settings.models_dir),
+        limits=settings.serving.limits,
     )
     store = TrafficStore(settings.state_path / "serving" / "traffic.db")
     watcher = SplitWatcher(
         store, runtime, lambda m, v: load_version(uri, m, v), settings.serving.traffic_poll_s
     )
-    ingest = LoggerIngest(sink, settings.serving.ingest_pair_timeout_s, sensitive)
+    ingest = LoggerIngest(
+        sink,
+        settings.serving.ingest_pair_timeout_s,
+        sensitive,
+        settings.serving.limits.event_string_chars,
+    )
     return ServerParts(settings, runtime, sink, publisher, event_log, watcher, ingest)
 
 
@@ -129,7 +141,8 @@ def _add_ingest_route(app: FastAPI, parts: ServerParts) -> None:
     async def ingest(request: Request) -> Response:
         """Accept one KServe logger CloudEvent (binary mode)."""
         try:
-            state = parts.ingest.accept(request.headers, await request.body())
+            body = await parts.runtime.limits.read_body(request)
+            state = parts.ingest.accept(request.headers, body)
         except Exception as exc:
             return error_response(exc)
         return Response(f'{{"status":"{state}"}}', 202, media_type="application/json")

@@ -10,7 +10,8 @@ from loopstack.core.settings import Settings
 __all__ = ["SERVING_START_TIMEOUT_S", "serving_process"]
 
 SERVING_START_TIMEOUT_S = 90.0
-"""Imports of kserve, mlflow and feast take ~20 s on a small machine; models load after ready."""
+"""Imports of kserve, mlflow and feast take ~20 s on a small machine; models load after live
+(`serving.ready_timeout_s` bounds that)."""
 
 
 def serving_process(settings: Settings, name: str = "serving") -> ProcessSpec:
@@ -20,10 +21,11 @@ def serving_process(settings: Settings, name: str = "serving") -> ProcessSpec:
         name=name,
         argv=[sys.executable, "-m", "loopstack.serving.server"],
         url=url,
-        # Alive, not ready: a deployed version that fails to load makes the server unready,
-        # and `up` must still finish so the operator can deploy another through the API;
-        # `loopstack status` reports readiness on its own.
+        # Healthy is alive (the supervisor restarts a dead server, not a loading one); `up` then
+        # waits for ready, every deployed version loaded, and when that times out leaves the
+        # stack running so the operator can deploy another version through the API.
         health_url=f"{url}/v2/health/live",
+        ready_url=f"{url}/v2/health/ready",
         port=settings.serving.rest_port,
         port_setting="LOOPSTACK_SERVING__REST_PORT",
         env=settings.as_env(),

@@ -66,6 +66,7 @@ class SplitWatcher:
         """Apply every split whose revision changed since the last sync."""
         deployed = self.revisions()
         self._forget_removed(deployed)
+        due: list[TrafficSplit] = []
         for model, revision in deployed.items():
             if self.only is not None and model not in self.only:
                 continue
@@ -76,7 +77,13 @@ class SplitWatcher:
                 continue
             split = self.store.get(model)
             if split is not None:
-                self._apply(split)
+                # Every changed record is marked before any load starts: while one model loads,
+                # the others it waits behind must not look ready either.
+                self.readiness.loading(split)
+                due.append(split)
+        self.readiness.synced()
+        for split in due:
+            self._apply(split)
 
     def _apply(self, split: TrafficSplit) -> None:
         if not self.runtime.ready(split.model):
@@ -133,10 +140,10 @@ class SplitWatcher:
 
     def _forget_removed(self, deployed: dict[str, int]) -> None:
         """A model no longer deployed is no longer a reason for the server to be unready."""
-        for failure in self.readiness.failures():
-            if failure.model not in deployed:
-                self.readiness.loaded(failure.model)
-                self._applied.pop(failure.model, None)
+        for model in self.readiness.models():
+            if model not in deployed:
+                self.readiness.loaded(model)
+                self._applied.pop(model, None)
 
     def _load(self, model: str, version: str) -> LoadedVersion:
         key = (model, version)

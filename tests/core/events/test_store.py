@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta, timezone
@@ -173,3 +174,33 @@ def test_a_runner_forgets_marks_older_than_its_retention(
     finally:
         runner.close()
     assert not store.is_processed("aging", old)  # pruned when the runner started
+
+
+def test_a_read_does_not_wait_for_a_writer_holding_the_lock(store: ConsumerStore) -> None:
+    """An API read while a consumer applies a batch: it answers at once, from the last commit."""
+    a, b = outcome(0), outcome(1)
+    with store.engine.begin() as conn:
+        store.claim(conn, "g", [a])
+    with store.engine.begin() as writer:  # a consumer's batch, not committed yet
+        store.claim(writer, "g", [b])
+        started = time.monotonic()
+        with store.read() as conn:
+            seen = store.processed(conn, "g", [a, b])
+        assert time.monotonic() - started < 1.0
+        assert seen == {a.id}  # the snapshot of the last commit, not the batch in flight
+        assert store.is_processed("g", a) and not store.is_processed("g", b)
+    assert store.is_processed("g", b)
+
+
+def test_a_sqlite_read_connection_cannot_write(tmp_path: Path) -> None:
+    """A read path that tried to write would take the lock readers must not: it fails instead."""
+    store = ConsumerStore(f"sqlite:///{tmp_path / 'store.db'}")
+    event = outcome(0)
+    refused = (sqlalchemy.exc.OperationalError, sqlite3.OperationalError)
+    try:
+        with store.read() as conn, pytest.raises(refused, match="readonly"):
+            store.claim(conn, "g", [event])
+        with store.engine.begin() as conn:  # the writer still writes
+            assert store.claim(conn, "g", [event]) == {event.id}
+    finally:
+        store.close()

@@ -1,4 +1,5 @@
-"""Prediction events and detector bundles for the drift tests, from the real 2011 bike data."""
+"""Prediction events and detector bundles for the drift tests, from the real 2011 bike data,
+and the consumer they feed."""
 
 from __future__ import annotations
 
@@ -14,6 +15,11 @@ import pandas as pd
 from loopstack.core.events import Event, EventLog, OutMessage
 from loopstack.core.events.topics import PREDICTIONS
 from loopstack.core.modelspec import DriftSpec
+from loopstack.core.settings import Settings
+from loopstack.monitoring.detector_client import DetectorClient
+from loopstack.monitoring.drift import DriftConsumer, DriftStore
+from loopstack.monitoring.drift.consumer import SpecCatalog
+from prometheus_client import CollectorRegistry
 from sklearn.linear_model import LinearRegression
 
 PROJECT_DIR = Path(__file__).resolve().parents[3]
@@ -129,6 +135,10 @@ def week_spec(**changes: Any) -> DriftSpec:
     return DriftSpec(**values)
 
 
+# Windows close by count here (168 rows = one week of hours; some weeks span > 7 days).
+SPEC = week_spec(window_seconds=60 * 24 * 3600)
+
+
 class DictBundles:
     """Bundles held in memory, by (model, version); a missing one means no detectors."""
 
@@ -158,6 +168,30 @@ class RecordingPublisher:
         """The published `drift.v1` data (of one kind)."""
         drift = [e.data for _, e in self.events if e.name == "drift.v1"]
         return [d for d in drift if kind is None or d["kind"] == kind]
+
+
+def consumer_of(
+    settings: Settings,
+    log: EventLog,
+    store: DriftStore,
+    client: DetectorClient,
+    bundles: DictBundles,
+    publisher: RecordingPublisher,
+    catalog: SpecCatalog | None = None,
+    **spec: Any,
+) -> DriftConsumer:
+    """A consumer of the test model with the weekly spec (from `catalog`, if given)."""
+    drift_spec = week_spec(**spec) if spec else SPEC
+    return DriftConsumer(
+        settings,
+        log,
+        store,
+        client,
+        bundles,
+        specs=catalog or (lambda _model: drift_spec),
+        publisher=publisher,
+        registry=CollectorRegistry(),
+    )
 
 
 def logged_drift(log: EventLog) -> list[dict[str, Any]]:

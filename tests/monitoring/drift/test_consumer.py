@@ -4,7 +4,6 @@ detectors, the effect-size guard, `drift.v1`, gauges, and what it does with bad 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from typing import Any
 
 import pandas as pd
@@ -13,59 +12,25 @@ from loopstack.core.events import EventLog
 from loopstack.core.events.topics import PREDICTIONS
 from loopstack.core.settings import Settings
 from loopstack.monitoring.detector_client import DetectorClient
-from loopstack.monitoring.drift import DriftConsumer, DriftQueries, DriftStore
+from loopstack.monitoring.drift import DriftQueries, DriftStore
 from loopstack.monitoring.drift.consumer import SpecCatalog
 from loopstack.monitoring.drift.tables import drift_windows
-from prometheus_client import CollectorRegistry
 from sqlalchemy import select
 
 from tests.monitoring.drift.builders import (
     MODEL,
+    SPEC,
     DictBundles,
     RecordingPublisher,
     append,
+    consumer_of,
     events_of,
     prediction_event,
-    week_spec,
     weeks,
 )
 from tests.monitoring.drift.conftest import JanFeb
 
 pytestmark = pytest.mark.integration  # a real detector server (drift runtime)
-
-# Windows close by count here (168 rows = one week of hours; some weeks span > 7 days).
-SPEC = week_spec(window_seconds=60 * 24 * 3600)
-
-
-@pytest.fixture
-def client(detector_url: str) -> Iterator[DetectorClient]:
-    """A client of the session's detector server."""
-    with DetectorClient(detector_url) as http:
-        yield http
-
-
-def consumer_of(
-    settings: Settings,
-    log: EventLog,
-    store: DriftStore,
-    client: DetectorClient,
-    bundles: DictBundles,
-    publisher: RecordingPublisher,
-    catalog: SpecCatalog | None = None,
-    **spec: Any,
-) -> DriftConsumer:
-    """A consumer of the test model with the weekly spec (from `catalog`, if given)."""
-    drift_spec = week_spec(**spec) if spec else SPEC
-    return DriftConsumer(
-        settings,
-        log,
-        store,
-        client,
-        bundles,
-        specs=catalog or (lambda _model: drift_spec),
-        publisher=publisher,
-        registry=CollectorRegistry(),
-    )
 
 
 def states(store: DriftStore) -> list[tuple[str, int, str, int, str | None]]:

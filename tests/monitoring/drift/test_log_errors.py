@@ -7,10 +7,8 @@ from __future__ import annotations
 import io
 import json
 import logging
-import sqlite3
 import tarfile
 import threading
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -23,9 +21,11 @@ from loopstack.monitoring.drift.tables import drift_windows
 from prometheus_client import CollectorRegistry
 from sqlalchemy import func, select
 
+from tests.core.events.locked_log import LOCKING_EVENTS, run_through_held_lock
 from tests.monitoring.drift.builders import (
     MODEL,
     PROJECT_DIR,
+    SPEC,
     DictBundles,
     RecordingPublisher,
     append,
@@ -34,7 +34,6 @@ from tests.monitoring.drift.builders import (
 )
 
 EVENTS = 60
-SPEC = week_spec(window_seconds=60 * 24 * 3600)
 
 
 @pytest.fixture
@@ -44,12 +43,7 @@ def settings(tmp_path: Path) -> Settings:
     return load_settings(
         project_dir=PROJECT_DIR,
         state_dir=state,
-        events={
-            "backend": "sqlite",
-            "partitions": 1,
-            "sqlite_busy_timeout_ms": 100,
-            "group_session_timeout_ms": 10_000,
-        },
+        events=LOCKING_EVENTS,
         drift={"store_url": f"sqlite:///{state / 'drift.db'}", "sweep_interval_s": 0.2},
     )
 
@@ -96,33 +90,14 @@ def test_locked_event_log_is_waited_out_and_nothing_is_applied_twice(
     log = open_event_log(settings)
     drift = consumer(settings, log, store, unused_url)
     append(log, predictions(EVENTS))
-    # Another process holds the log's write lock: the consumer's offset commits fail.
-    blocker = sqlite3.connect(log.path, isolation_level=None)  # type: ignore[attr-defined]
-    blocker.execute("BEGIN IMMEDIATE")
-    stop = threading.Event()
-    failed: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            drift.run(stop, poll_timeout=0.1)
-        except BaseException as exc:
-            failed.append(exc)
-
-    with caplog.at_level(logging.WARNING, logger="loopstack.monitoring.drift.consumer"):
-        thread = threading.Thread(target=run, daemon=True)
-        thread.start()
-        time.sleep(2.0)
-        assert thread.is_alive(), failed
-        blocker.execute("ROLLBACK")
-        blocker.close()
-        deadline = time.monotonic() + 20
-        while windowed(store) < EVENTS and time.monotonic() < deadline:
-            time.sleep(0.1)
-        stop.set()
-        thread.join(timeout=10)
-    assert not thread.is_alive() and failed == []
+    retries = run_through_held_lock(
+        log,
+        drift.run,
+        lambda: windowed(store) >= EVENTS,
+        caplog,
+        "loopstack.monitoring.drift.consumer",
+    )
     assert windowed(store) == EVENTS
-    retries = [r for r in caplog.records if "retrying with back-off" in r.getMessage()]
     assert retries and "event log (sqlite) is unavailable" in retries[0].getMessage()
     assert len(retries) <= 2  # throttled, whatever the number of attempts
     drift.close()

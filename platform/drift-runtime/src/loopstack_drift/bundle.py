@@ -6,7 +6,7 @@ import io
 import tarfile
 from pathlib import Path
 
-from loopstack_drift.errors import InvalidRequest
+from loopstack_drift.errors import InvalidRequest, RequestTooLarge
 
 __all__ = ["pack", "unpack"]
 
@@ -21,10 +21,17 @@ def pack(directory: Path) -> bytes:
     return buffer.getvalue()
 
 
-def unpack(data: bytes, directory: Path) -> None:
-    """Extract a bundle into `directory`; refuse anything but plain files inside it."""
+def unpack(data: bytes, directory: Path, max_bytes: int | None = None) -> None:
+    """Extract a bundle into `directory`; refuse anything but plain files inside it, and more
+    than `max_bytes` unpacked (a small gzip can expand to gigabytes)."""
     try:
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as archive:
+            unpacked = sum(member.size for member in archive.getmembers())
+            if max_bytes is not None and unpacked > max_bytes:
+                raise RequestTooLarge(
+                    f"bundle unpacks to {unpacked} bytes; this server accepts at most "
+                    f"{max_bytes} (8 x --max-body-bytes)"
+                )
             # The "data" filter rejects absolute paths, `..`, links and device files.
             archive.extractall(directory, filter="data")
     except (tarfile.TarError, OSError, EOFError) as exc:

@@ -2,18 +2,22 @@
 
 A table is `{"columns": {name: [value, ...]}}` (see PROTOCOL.md). Numeric columns hold JSON
 numbers only; categorical columns hold strings, integers or booleans and are encoded with the
-codes the reference sample fixed, so a window is encoded exactly like the reference.
+codes the reference sample fixed, so a window is encoded exactly like the reference. Long
+categories become digests and the distinct categories of a feature are capped (`Limits`), so
+neither a long value nor many distinct ones can blow up an encoding.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from loopstack_drift.errors import InvalidRequest
+from loopstack_drift.errors import InvalidRequest, RequestTooLarge
+from loopstack_drift.limits import OTHER, Limits
 
 __all__ = ["Category", "Schema", "parse_table"]
 
@@ -23,8 +27,10 @@ Category = str | int | bool
 _NUMERIC_TYPES = {int, float}
 
 
-def parse_table(payload: object, what: str) -> dict[str, list[Any]]:
-    """Check that `payload` is `{"columns": {name: [values]}}` with equal lengths; return the columns."""
+def parse_table(payload: object, what: str, limits: Limits | None = None) -> dict[str, list[Any]]:
+    """Check that `payload` is `{"columns": {name: [values]}}` with equal lengths and within
+    `limits` (RequestTooLarge naming the limit otherwise); return the columns."""
+    limits = limits or Limits()
     if not isinstance(payload, dict) or not isinstance(payload.get("columns"), dict):
         raise InvalidRequest(f'{what} must be an object {{"columns": {{name: [value, ...]}}}}')
     extra = sorted(set(payload) - {"columns"})
@@ -33,17 +39,32 @@ def parse_table(payload: object, what: str) -> dict[str, list[Any]]:
     columns: dict[str, Any] = payload["columns"]
     if not columns:
         raise InvalidRequest(f"{what} has no columns")
+    if len(columns) > limits.max_columns:
+        raise RequestTooLarge(
+            f"{what} has {len(columns)} columns; this server accepts at most "
+            f"{limits.max_columns} (--max-columns)"
+        )
     for name, values in columns.items():
         if not isinstance(values, list):
             raise InvalidRequest(f"{what}: column {name!r} must be a list of values")
     lengths = {name: len(values) for name, values in columns.items()}
     if len(set(lengths.values())) > 1:
         raise InvalidRequest(f"{what}: columns have different lengths {lengths}")
+    n_rows = next(iter(lengths.values()))
+    if n_rows > limits.max_rows:
+        raise RequestTooLarge(
+            f"{what} has {n_rows} rows; this server accepts at most {limits.max_rows} "
+            "(--max-rows): send a sample"
+        )
     return columns
 
 
 def _describe(value: object) -> str:
-    return "null" if value is None else f"{type(value).__name__} {value!r}"
+    if value is None:
+        return "null"
+    text = repr(value)
+    # An error answer must not echo a 10 MB value back.
+    return f"{type(value).__name__} {text[:60] + '...' if len(text) > 60 else text}"
 
 
 def _first_bad(values: Sequence[Any], allowed: set[type]) -> tuple[int, Any]:
@@ -71,10 +92,12 @@ def numeric_column(name: str, values: list[Any]) -> np.ndarray:
     return array
 
 
-def _category(name: str, row: int, value: Any) -> Category:
-    """Normalise one categorical value: 2.0 and 2 are the same category."""
+def _category(name: str, row: int, value: Any, limits: Limits) -> Category:
+    """Normalise one categorical value: 2.0 and 2 are the same category, a long string its digest."""
     kind = type(value)
-    if kind is str or kind is int or kind is bool:
+    if kind is str:
+        return limits.category(value)
+    if kind is int or kind is bool:
         return value  # type: ignore[no-any-return]
     if kind is float and float(value).is_integer():
         return int(value)
@@ -87,6 +110,44 @@ def _category(name: str, row: int, value: Any) -> Category:
 def _code_key(value: Category) -> tuple[str, Category]:
     # Keyed with the type so True and 1 (equal, same hash in Python) stay distinct categories.
     return (type(value).__name__, value)
+
+
+def _reference_categories(name: str, values: list[Any], limits: Limits) -> tuple[Category, ...]:
+    """A reference column's categories in code order, the rarest folded into `OTHER` past the cap."""
+    counts = Counter(_code_key(_category(name, r, v, limits)) for r, v in enumerate(values))
+    keys = list(counts)
+    if len(keys) > limits.max_categories:
+        keys = [k for k, _ in counts.most_common(limits.max_categories - 1)]
+        keys.append(_code_key(OTHER))
+    return tuple(k[1] for k in sorted(set(keys), key=lambda k: (k[0], str(k[1]))))
+
+
+class _Codes:
+    """Codes of one column: the reference's, then fresh ones for unseen categories, capped."""
+
+    def __init__(self, categories: Sequence[Category], max_new: int) -> None:
+        self._codes = {_code_key(c): i for i, c in enumerate(categories)}
+        # A folded reference: any value it does not list may be one of its rare ones.
+        self._other = self._codes.get(_code_key(OTHER))
+        self._fresh = max_new
+
+    def code(self, key: tuple[str, Category]) -> int:
+        found = self._codes.get(key)
+        if found is not None:
+            return found
+        if self._other is not None:
+            return self._other
+        if self._fresh <= 0:
+            # Past the cap every unseen category shares one cell: the counts stay bounded.
+            key = _code_key(OTHER)
+            found = self._codes.get(key)
+            if found is not None:
+                return found
+        # A category the reference never saw gets a fresh code: the chi-squared test then
+        # counts it as its own cell, which is exactly the drift we want to see.
+        self._fresh -= 1
+        self._codes[key] = len(self._codes)
+        return self._codes[key]
 
 
 @dataclass(frozen=True)
@@ -105,8 +166,15 @@ class Schema:
         features: Sequence[str] | None,
         categorical: Iterable[str],
         prediction: str | None,
+        limits: Limits | None = None,
     ) -> Schema:
-        """Fix the schema from a reference sample; raise InvalidRequest naming a bad column."""
+        """Fix the schema from a reference sample; raise InvalidRequest naming a bad column.
+
+        A categorical feature with more than `limits.max_categories` distinct values keeps the
+        most frequent ones and folds the rest into `OTHER` (`encode` then maps every value it
+        does not know to `OTHER`: a rare reference value cannot be told from a new one).
+        """
+        limits = limits or Limits()
         if prediction is not None and prediction not in columns:
             raise InvalidRequest(f"prediction column {prediction!r} is not in the reference")
         if features is None:
@@ -136,17 +204,14 @@ class Schema:
         categories: dict[str, tuple[Category, ...]] = {}
         for name in features:
             if name in categorical:
-                seen = {
-                    _code_key(c): c
-                    for c in (_category(name, r, v) for r, v in enumerate(columns[name]))
-                }
-                categories[name] = tuple(
-                    seen[k] for k in sorted(seen, key=lambda k: (k[0], str(k[1])))
-                )
+                categories[name] = _reference_categories(name, columns[name], limits)
         return cls(features=tuple(features), categories=categories, prediction=prediction)
 
-    def encode(self, columns: Mapping[str, list[Any]]) -> tuple[np.ndarray, np.ndarray | None]:
+    def encode(
+        self, columns: Mapping[str, list[Any]], limits: Limits | None = None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         """Encode a table as (features matrix, prediction vector or None), checking its columns."""
+        limits = limits or Limits()
         missing = [name for name in self.features if name not in columns]
         if missing:
             raise InvalidRequest(
@@ -160,7 +225,7 @@ class Schema:
         matrix = np.empty((n_rows, len(self.features)), dtype=np.float64)
         for j, name in enumerate(self.features):
             if name in self.categories:
-                matrix[:, j] = self._encode_categorical(name, columns[name])
+                matrix[:, j] = self._encode_categorical(name, columns[name], limits)
             else:
                 matrix[:, j] = numeric_column(name, columns[name])
         prediction = None
@@ -168,19 +233,19 @@ class Schema:
             prediction = numeric_column(self.prediction, columns[self.prediction])
         return matrix, prediction
 
-    def _encode_categorical(self, name: str, values: list[Any]) -> np.ndarray:
-        codes = {_code_key(c): i for i, c in enumerate(self.categories[name])}
+    def _encode_categorical(self, name: str, values: list[Any], limits: Limits) -> np.ndarray:
+        codes = _Codes(self.categories[name], limits.max_categories)
         if set(map(type, values)) == {str}:
-            # The common case, vectorised: encode each distinct label once (10k rows: ~2 ms).
-            labels, inverse = np.unique(np.asarray(values), return_inverse=True)
-            table = np.array([codes.setdefault(("str", str(v)), len(codes)) for v in labels])
-            return table[inverse].astype(np.float64)
+            # The common case: encode each distinct label once. Never `np.asarray(values)`: a
+            # fixed-width string array takes 4 bytes x the LONGEST value x every row (one 10 MB
+            # value in 1,000 rows asked for 40 GB).
+            table = {
+                label: codes.code(("str", limits.category(label))) for label in sorted(set(values))
+            }
+            return np.fromiter(map(table.__getitem__, values), np.float64, len(values))
         out = np.empty(len(values), dtype=np.float64)
         for row, value in enumerate(values):
-            key = _code_key(_category(name, row, value))
-            # A category the reference never saw gets a fresh code: the chi-squared test then
-            # counts it as its own cell, which is exactly the drift we want to see.
-            out[row] = codes.setdefault(key, len(codes))
+            out[row] = codes.code(_code_key(_category(name, row, value, limits)))
         return out
 
     def to_json(self) -> dict[str, Any]:

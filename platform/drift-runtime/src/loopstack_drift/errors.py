@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["DetectorNotFound", "DriftRuntimeError", "InvalidRequest"]
+__all__ = ["DetectorNotFound", "DriftRuntimeError", "InvalidRequest", "RequestTooLarge"]
 
 
 class DriftRuntimeError(Exception):
@@ -22,6 +22,13 @@ class InvalidRequest(DriftRuntimeError):
     """The caller sent something malformed: the message names the field; fix it and resend."""
 
     status = 400
+
+
+class RequestTooLarge(InvalidRequest):
+    """The request is over one of the server's limits (the message names it): send a smaller
+    sample, or start the server with a higher `--max-...` flag."""
+
+    status = 413
 
 
 class DetectorNotFound(DriftRuntimeError):

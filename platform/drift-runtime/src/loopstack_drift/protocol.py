@@ -11,6 +11,7 @@ import orjson
 from loopstack_drift.columns import parse_table
 from loopstack_drift.detectors import FitOptions
 from loopstack_drift.errors import InvalidRequest
+from loopstack_drift.limits import Limits
 
 __all__ = ["FitRequest", "check_key", "parse_fit", "parse_json", "parse_window"]
 
@@ -84,14 +85,14 @@ def _integer(body: dict[str, Any], field: str, default: int, low: int, high: int
     return value
 
 
-def parse_fit(body: dict[str, Any]) -> FitRequest:
-    """Validate a fit body: reference table, column roles and detector options."""
+def parse_fit(body: dict[str, Any], limits: Limits | None = None) -> FitRequest:
+    """Validate a fit body: reference table (within `limits`), column roles and options."""
     unknown = sorted(set(body) - _FIT_FIELDS)
     if unknown:
         raise InvalidRequest(f"unknown fields {unknown}; allowed: {sorted(_FIT_FIELDS)}")
     if "reference" not in body:
         raise InvalidRequest("'reference' is required")
-    columns = parse_table(body["reference"], "reference")
+    columns = parse_table(body["reference"], "reference", limits)
     prediction = body.get("prediction")
     if prediction is not None and not isinstance(prediction, str):
         raise InvalidRequest("'prediction' must be a column name")
@@ -121,11 +122,11 @@ def parse_fit(body: dict[str, Any]) -> FitRequest:
     )
 
 
-def parse_window(body: dict[str, Any]) -> dict[str, list[Any]]:
-    """Validate a score body `{"window": {"columns": ...}}`; return the window's columns."""
+def parse_window(body: dict[str, Any], limits: Limits | None = None) -> dict[str, list[Any]]:
+    """Validate a score body `{"window": {"columns": ...}}` within `limits`; return its columns."""
     unknown = sorted(set(body) - {"window"})
     if unknown:
         raise InvalidRequest(f"unknown fields {unknown}; allowed: ['window']")
     if "window" not in body:
         raise InvalidRequest("'window' is required")
-    return parse_table(body["window"], "window")
+    return parse_table(body["window"], "window", limits)

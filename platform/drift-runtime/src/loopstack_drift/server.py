@@ -6,7 +6,10 @@ import argparse
 import logging
 import os
 from collections.abc import Sequence
+from dataclasses import fields
 from pathlib import Path
+
+from loopstack_drift.limits import Limits
 
 __all__ = ["main"]
 
@@ -21,7 +24,20 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]
     )
-    return parser.parse_args(argv)
+    for limit in fields(Limits):
+        # One flag per limit (`--max-body-bytes`, ...), its default the dataclass's.
+        parser.add_argument(
+            "--" + limit.name.replace("_", "-"),
+            type=int,
+            default=limit.default,
+            metavar="N",
+            help=f"see PROTOCOL.md, Limits (default {limit.default})",
+        )
+    args = parser.parse_args(argv)
+    for limit in fields(Limits):
+        if getattr(args, limit.name) < (2 if limit.name == "max_categories" else 1):
+            parser.error(f"--{limit.name.replace('_', '-')} must be a positive number")
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -38,7 +54,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     from loopstack_drift.app import create_app
     from loopstack_drift.service import DetectorService
 
-    app = create_app(DetectorService(args.store))
+    limits = Limits(**{limit.name: getattr(args, limit.name) for limit in fields(Limits)})
+    app = create_app(DetectorService(args.store, limits))
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)
 
 

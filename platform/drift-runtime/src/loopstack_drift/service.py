@@ -17,6 +17,7 @@ from loopstack_drift import bundle
 from loopstack_drift.columns import Schema
 from loopstack_drift.detectors import DetectorSet
 from loopstack_drift.errors import DetectorNotFound, InvalidRequest
+from loopstack_drift.limits import Limits
 from loopstack_drift.protocol import check_key, parse_fit, parse_window
 
 __all__ = ["DetectorService"]
@@ -27,8 +28,9 @@ logger = logging.getLogger(__name__)
 class DetectorService:
     """Fits, scores, packs and loads detector sets; one directory per key under `store`."""
 
-    def __init__(self, store: Path) -> None:
+    def __init__(self, store: Path, limits: Limits | None = None) -> None:
         self.store = store
+        self.limits = limits or Limits()
         self.store.mkdir(parents=True, exist_ok=True)
         self._sets: dict[str, DetectorSet] = {}
         # Writers replace a key's directory; one lock keeps a reader from loading it half-written.
@@ -37,11 +39,15 @@ class DetectorService:
     def fit(self, key: str, body: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
         """Fit a key's detectors from a fit body; return their summary and bundle bytes."""
         check_key(key)
-        request = parse_fit(body)
+        request = parse_fit(body, self.limits)
         schema = Schema.infer(
-            request.columns, request.features, request.categorical, request.prediction
+            request.columns,
+            request.features,
+            request.categorical,
+            request.prediction,
+            self.limits,
         )
-        x_ref, pred_ref = schema.encode(request.columns)
+        x_ref, pred_ref = schema.encode(request.columns, self.limits)
         detectors = DetectorSet.fit(schema, x_ref, pred_ref, request.options)
         with self._lock:
             data = self._install(key, detectors.save)
@@ -52,8 +58,8 @@ class DetectorService:
     def score(self, key: str, body: dict[str, Any]) -> dict[str, Any]:
         """Score one window against a key's reference."""
         detectors = self._get(key)
-        columns = parse_window(body)
-        x, pred = detectors.schema.encode(columns)
+        columns = parse_window(body, self.limits)
+        x, pred = detectors.schema.encode(columns, self.limits)
         result = detectors.score(x, pred)
         logger.info(
             "scored %s: %d rows, status %s, drifted %s, %.1f ms",
@@ -79,7 +85,11 @@ class DetectorService:
         """Install a bundle (from `bundle` or `fit`) under `key`, replacing what was there."""
         check_key(key)
         with self._lock:
-            self._install(key, lambda directory: bundle.unpack(data, directory), validate=True)
+            self._install(
+                key,
+                lambda directory: bundle.unpack(data, directory, 8 * self.limits.max_body_bytes),
+                validate=True,
+            )
             detectors = self._sets[key]
         logger.info("loaded %s from a %d-byte bundle", key, len(data))
         return {"key": key, **detectors.summary()}

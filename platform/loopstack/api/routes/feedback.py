@@ -63,7 +63,9 @@ def router(services: FeedbackServices) -> APIRouter:
         Each item: `outcome`, `observed_at`, `source` (`system` or `human`; a human override
         replaces a system outcome), and `prediction_id`, or `model` + `entity_key` + `event_time`.
         A classifier's `outcome` must be one of its classes (a rejected item names the allowed
-        values); a regression's a finite number.
+        values); a regression's a finite number; no number beyond `feedback.max_outcome_abs`
+        in magnitude. An outcome by `prediction_id` whose prediction the read model does not
+        hold yet waits up to `feedback.intake_wait_s` for it, to be checked against its model.
         """
         items = batch.get("items") if isinstance(batch, dict) else batch
         if not isinstance(items, list):
@@ -93,7 +95,9 @@ def router(services: FeedbackServices) -> APIRouter:
         segment: str | None = None,
         last: Annotated[int | None, Query(ge=1, le=100_000)] = None,
     ) -> dict[str, Any]:
-        """Closed windows (oldest first) of a model: metrics, segments, gaps, joined counts."""
+        """Closed windows (oldest first) of a model: metrics, segments, gaps, joined counts, and
+        `failed_windows` (windows whose metrics could not be computed, with the reason).
+        503 while `feedback rebuild` runs (the windows are incomplete until it ends)."""
         return services.feedback.quality(
             name, version=version, route=route, segment=segment, last=last
         )

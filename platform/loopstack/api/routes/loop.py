@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from loopstack.api.services import Services
+from loopstack.core import deadline
 
 __all__ = ["router"]
 
@@ -27,7 +28,8 @@ def router(services: Services) -> APIRouter:
     @api.post("/{name}/retrain", status_code=202)
     def retrain(name: str, body: RetrainRequest) -> dict[str, Any]:
         """Start the train pipeline for a model now; 409 names what is in flight."""
-        return services.loop.retrain(name, body.reason, body.params)
+        with deadline.within(services.settings.api.request_deadline_s):
+            return services.loop.retrain(name, body.reason, body.params)
 
     @api.get("/{name}/history")
     def history(name: str, limit: int = Query(1000, ge=1, le=100_000)) -> dict[str, Any]:

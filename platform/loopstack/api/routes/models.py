@@ -13,9 +13,11 @@ from pydantic import BaseModel, Field, model_validator
 from loopstack.api.audit import remember_before
 from loopstack.api.auth import principal_of
 from loopstack.api.services import Services
+from loopstack.core import deadline
 from loopstack.core.errors import InvalidInput
 from loopstack.core.modelspec import ModelSpec, load_model_spec, scan_model_specs
 from loopstack.registry.errors import ModelNotRegistered
+from loopstack.registry.timeouts import warm_mlflow_client
 from loopstack.serving.backends.base import Deployment
 
 __all__ = ["router"]
@@ -227,16 +229,20 @@ def router(services: Services) -> APIRouter:
     @api.post("/{name}/promote")
     def promote(name: str, body: PromoteRequest, request: Request) -> dict[str, Any]:
         """Make a version (default: the challenger) the champion: alias and serving move as one."""
-        actor = _before(name, request)
-        return _moved(name, services.deployment_service.promote(
-            name, body.version, body.reason, actor=actor, force=body.force))  # fmt: skip
+        warm_mlflow_client()  # once per process: imports are not the request's time
+        with deadline.within(services.settings.api.request_deadline_s):
+            actor = _before(name, request)
+            return _moved(name, services.deployment_service.promote(
+                name, body.version, body.reason, actor=actor, force=body.force))  # fmt: skip
 
     @api.post("/{name}/rollback")
     def rollback(name: str, body: RollbackRequest, request: Request) -> dict[str, Any]:
         """Restore the champion before the current one: alias and serving move as one."""
-        actor = _before(name, request)
-        return _moved(name, services.deployment_service.rollback(
-            name, body.reason, actor=actor, force=body.force))  # fmt: skip
+        warm_mlflow_client()  # once per process: imports are not the request's time
+        with deadline.within(services.settings.api.request_deadline_s):
+            actor = _before(name, request)
+            return _moved(name, services.deployment_service.rollback(
+                name, body.reason, actor=actor, force=body.force))  # fmt: skip
 
     return api
 

@@ -10,7 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from loopstack.api.audit import remember_before
 from loopstack.api.auth import principal_of
+from loopstack.core import deadline
 from loopstack.core.errors import NotFound
+from loopstack.registry.timeouts import warm_mlflow_client
 from loopstack.serving.backends.base import Deployment
 
 __all__ = ["DeployBody", "router"]
@@ -44,15 +46,18 @@ def router(services: Any) -> APIRouter:
     @api.post("/v1/models/{name}/deployments", status_code=201)
     def deploy(name: str, body: DeployBody, request: Request) -> dict[str, Any]:
         """Deploy a version of a model (alias resolved and pinned now): as champion, it is promoted;
-        during a rollout of another challenger, 409 unless `force` ends that rollout."""
+        during a rollout of another challenger, 409 unless `force` ends that rollout; 503 naming
+        the component that did not answer, with nothing started after `api.request_deadline_s`."""
         with suppress(NotFound):  # a first deployment has nothing before it
             remember_before(request, _view(services.deployment_service.traffic(name)))
-        return _view(
-            services.deployment_service.deploy(
-                name, body.version, canary=body.canary, shadow=body.shadow, sticky=body.sticky,
-                force=body.force, actor=f"api:{principal_of(request).subject}",
-            )
-        )  # fmt: skip
+        warm_mlflow_client()  # once per process: imports are not the request's time
+        with deadline.within(services.settings.api.request_deadline_s):
+            return _view(
+                services.deployment_service.deploy(
+                    name, body.version, canary=body.canary, shadow=body.shadow, sticky=body.sticky,
+                    force=body.force, actor=f"api:{principal_of(request).subject}",
+                )
+            )  # fmt: skip
 
     @api.get("/v1/models/{name}/traffic")
     def traffic(name: str) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import Engine, select
 
 from loopstack.core.audit.tables import audit_records, naive_utc
+from loopstack.core.events.store import reading
 
 __all__ = ["AuditTrail"]
 
@@ -43,7 +44,7 @@ class AuditTrail:
             query = query.where(t.action.startswith(action, autoescape=True))
         if model is not None:
             query = query.where(t.model == model)
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             rows = conn.execute(query.order_by(t.seq).limit(limit + 1)).mappings().all()
         items = [{"seq": r["seq"], **json.loads(r["document"])} for r in rows[:limit]]
         return items, (rows[limit - 1]["seq"] if len(rows) > limit else None)

@@ -21,7 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from loopstack.core.auth.roles import Role
 from loopstack.core.errors import Conflict, NotFound, Unavailable
-from loopstack.core.events import ConsumerStore
+from loopstack.core.events import ConsumerStore, reading
 from loopstack.core.settings import Settings
 
 __all__ = ["ApiKey", "ApiKeyStore", "auth_store_url"]
@@ -99,7 +99,7 @@ class ApiKeyStore:
         match = _KEY.fullmatch(token)
         if match is None:
             return None
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             row = conn.execute(
                 select(api_keys).where(api_keys.c.key_id == match["id"])
             ).mappings().first()  # fmt: skip
@@ -111,7 +111,7 @@ class ApiKeyStore:
 
     def all_keys(self) -> list[ApiKey]:
         """Every key, oldest first."""
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             rows = conn.execute(select(api_keys).order_by(api_keys.c.created_at)).mappings()
             return [self._key(r) for r in rows]
 

@@ -11,7 +11,7 @@ from loopstack.core.events.metrics import EventMetrics
 from loopstack.core.events.outbox import Publisher
 from loopstack.core.events.schema import known_types
 from loopstack.core.events.service import EventService
-from loopstack.core.events.store import ConsumerStore
+from loopstack.core.events.store import ConsumerStore, reading
 
 __all__ = [
     "BatchResult",
@@ -30,4 +30,5 @@ __all__ = [
     "dlq_topic",
     "known_types",
     "open_event_log",
+    "reading",
 ]

@@ -12,7 +12,9 @@ all the rest of applying it).
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -37,7 +39,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 
 from loopstack.core.events.envelope import Event
 
-__all__ = ["ConsumerStore", "EventKey", "event_key", "processed_events"]
+__all__ = ["ConsumerStore", "EventKey", "event_key", "processed_events", "reading"]
 
 metadata = MetaData()
 
@@ -102,22 +104,76 @@ def _dialect_insert(conn: Connection) -> Callable[[Table], Any]:
     raise NotImplementedError(f"ConsumerStore.claim: no ON CONFLICT insert for {conn.dialect.name}")
 
 
-def _sqlite_engine(url: str, busy_timeout_ms: int) -> Engine:
-    engine = create_engine(url, connect_args={"timeout": busy_timeout_ms / 1000})
+_READ_BUSY_TIMEOUT_MS = 2_000
+"""How long a reader waits on a lock. In WAL mode readers never wait for writers; this only
+covers the rare moments a reader must (WAL recovery after a crash), so an API read fails in
+seconds instead of queueing behind a consumer's 30 s writer timeout."""
 
+_READERS: weakref.WeakKeyDictionary[Engine, Engine] = weakref.WeakKeyDictionary()
+"""A SQLite store's writer engine -> its reader engine (see `reading`)."""
+
+
+def reading(engine: Engine) -> AbstractContextManager[Connection]:
+    """A connection for reads only, in a deferred (snapshot) transaction.
+
+    On SQLite the writer engine begins every transaction with `BEGIN IMMEDIATE` (the write lock,
+    taken up front), so a read through it would queue behind a consumer applying a large batch.
+    This connection comes from the store's reader engine instead: plain `BEGIN` (a WAL snapshot,
+    no lock that writers hold), `query_only`, a short busy timeout. Elsewhere (PostgreSQL, an
+    engine no `ConsumerStore` made) it is the engine's own connection: reads never block there.
+    """
+    return _READERS.get(engine, engine).connect()
+
+
+def _sqlite_on_connect(engine: Engine, pragmas: Sequence[str]) -> None:
     @sa_event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: ConnectionPoolEntry) -> None:
         # Let SQLAlchemy, not pysqlite, emit BEGIN, so transactions are real and savepoints work.
         dbapi_conn.isolation_level = None
-        dbapi_conn.execute("PRAGMA journal_mode=WAL")
-        dbapi_conn.execute("PRAGMA synchronous=NORMAL")
-        dbapi_conn.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
-        dbapi_conn.execute(f"PRAGMA wal_autocheckpoint={_SQLITE_WAL_AUTOCHECKPOINT_PAGES}")
-        dbapi_conn.execute(f"PRAGMA cache_size=-{_SQLITE_CACHE_KIB}")
+        for pragma in pragmas:
+            dbapi_conn.execute(f"PRAGMA {pragma}")
+
+
+def _sqlite_reader(url: str) -> Engine:
+    """Deferred transactions that cannot write (see `reading`)."""
+    engine = create_engine(url, connect_args={"timeout": _READ_BUSY_TIMEOUT_MS / 1000})
+    # SQLite's default page cache: a pool of readers must not hold the writer's 64 MiB each.
+    _sqlite_on_connect(engine, [f"busy_timeout={_READ_BUSY_TIMEOUT_MS}", "query_only=ON"])
+
+    @sa_event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        # Deferred: a snapshot of the last commit, taken at the first read, never a write lock.
+        conn.exec_driver_sql("BEGIN")
+
+    return engine
+
+
+def _in_memory(url: str) -> bool:
+    """An in-memory SQLite database: a second engine would open another, empty, database."""
+    return (
+        url in ("sqlite://", "sqlite:///", "sqlite+pysqlite://")
+        or ":memory:" in url
+        or ("mode=memory" in url)
+    )
+
+
+def _sqlite_engine(url: str, busy_timeout_ms: int) -> Engine:
+    engine = create_engine(url, connect_args={"timeout": busy_timeout_ms / 1000})
+    _sqlite_on_connect(
+        engine,
+        [
+            "journal_mode=WAL",
+            "synchronous=NORMAL",
+            f"busy_timeout={busy_timeout_ms}",
+            f"wal_autocheckpoint={_SQLITE_WAL_AUTOCHECKPOINT_PAGES}",
+            f"cache_size=-{_SQLITE_CACHE_KIB}",
+        ],
+    )
 
     @sa_event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
         # IMMEDIATE: take the write lock up front, so two processes never deadlock on upgrade.
+        # Reads go through `reading` instead, which never takes it.
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
@@ -127,11 +183,18 @@ class ConsumerStore:
     """A SQLAlchemy database holding handler state and the applied events' keys."""
 
     def __init__(self, url: str, *, busy_timeout_ms: int = 30_000) -> None:
+        self.reader: Engine | None = None
+        """The SQLite file's reader engine (see `reading`); None elsewhere."""
         if url.startswith("sqlite"):
             self.engine = _sqlite_engine(url, busy_timeout_ms)
         else:
-            self.engine = create_engine(url, pool_pre_ping=True)
+            # A PostgreSQL that does not answer fails a connection in 5 s, not the OS's minutes.
+            waits = {"connect_timeout": 5} if url.startswith("postgresql") else {}
+            self.engine = create_engine(url, pool_pre_ping=True, connect_args=waits)
         metadata.create_all(self.engine)
+        if url.startswith("sqlite") and not _in_memory(url):
+            # After create_all: the file exists and is in WAL mode before any reader opens it.
+            self.reader = _READERS[self.engine] = _sqlite_reader(url)
         self._legacy = (
             Table(_LEGACY_TABLE, MetaData(), autoload_with=self.engine)
             if inspect(self.engine).has_table(_LEGACY_TABLE)
@@ -142,6 +205,10 @@ class ConsumerStore:
     def dialect(self) -> str:
         """`sqlite` or `postgresql`."""
         return self.engine.dialect.name
+
+    def read(self) -> AbstractContextManager[Connection]:
+        """A connection for reads only, which never waits for a writer (see `reading`)."""
+        return reading(self.engine)
 
     def processed(self, conn: Connection, group: str, events: Sequence[Event]) -> set[str]:
         """The ids of those `events` the group applied already."""
@@ -255,7 +322,7 @@ class ConsumerStore:
 
     def is_processed(self, group: str, event: Event) -> bool:
         """Whether the group applied this event."""
-        with self.engine.connect() as conn:
+        with self.read() as conn:
             return bool(self.processed(conn, group, [event]))
 
     def prune(self, older_than: timedelta) -> int:
@@ -270,5 +337,7 @@ class ConsumerStore:
         return deleted
 
     def close(self) -> None:
-        """Dispose of the connection pool."""
+        """Dispose of the connection pools."""
+        if self.reader is not None:
+            self.reader.dispose()
         self.engine.dispose()

@@ -12,9 +12,10 @@ import json
 import re
 import tarfile
 import tempfile
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from loopstack.core.errors import Unavailable
 
@@ -45,6 +46,8 @@ class BundleInfo:
     categorical: frozenset[str]
     prediction: str | None
     n_reference: int
+    categories: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
+    """Categorical feature -> the reference's categories (`<other>` among them if folded)."""
 
 
 def read_bundle_info(bundle: bytes) -> BundleInfo:
@@ -61,6 +64,7 @@ def read_bundle_info(bundle: bytes) -> BundleInfo:
         categorical=frozenset(categories),
         prediction=schema.get("prediction"),
         n_reference=int(meta["n_reference"]),
+        categories={name: tuple(values) for name, values in categories.items()},
     )
 
 

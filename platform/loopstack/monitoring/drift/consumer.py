@@ -5,7 +5,9 @@ through the event backbone's `ConsumerRunner` (exactly once: a window's rows and
 with the processed event ids); then the windows that closed are scored on the detector server
 and reported (`drift.v1`, the read table, `loopstack_drift_*` gauges), each once. Every
 `drift.sweep_interval_s` it also closes idle windows and retries windows that wait for the
-detector server or the registry. It serves `/metrics` on `<host>:<drift.metrics_port>` and
+detector server or the registry (with back-off; a window the server fails on deterministically
+is given up with its reason, see `reporter.py`). What a window holds is bounded whatever the
+logged values (`bounds.py`). It serves `/metrics` on `<host>:<drift.metrics_port>` and
 stops on SIGTERM.
 """
 
@@ -21,7 +23,8 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
-from loopstack.core.errors import NotFound, is_transient
+from loopstack.core.backoff import run_with_backoff
+from loopstack.core.errors import NotFound
 from loopstack.core.events import (
     BatchResult,
     ConsumerProcess,
@@ -30,11 +33,11 @@ from loopstack.core.events import (
     EventMetrics,
 )
 from loopstack.core.events.topics import PREDICTIONS
-from loopstack.core.logthrottle import LogThrottle
 from loopstack.core.modelspec import DriftSpec, ReviewSpec, load_model_spec
 from loopstack.core.processes import stop_on_signals
 from loopstack.core.settings import Settings, load_settings
 from loopstack.monitoring.detector_client import DetectorClient
+from loopstack.monitoring.drift.bounds import Bounds
 from loopstack.monitoring.drift.bundles import BundleSource, MlflowBundles
 from loopstack.monitoring.drift.gauges import DriftGauges
 from loopstack.monitoring.drift.reporter import DriftPublisher, WindowReporter
@@ -44,10 +47,6 @@ from loopstack.monitoring.drift.windows import WindowAssigner, close_idle, utcno
 __all__ = ["DriftConsumer", "SpecCatalog", "detector_url", "main"]
 
 log = logging.getLogger(__name__)
-
-_BACKOFF_MIN_S = 0.5
-_BACKOFF_MAX_S = 30.0
-"""Wait between retries while the event log fails: doubles from the minimum up to this."""
 
 
 def detector_url(settings: Settings) -> str:
@@ -108,7 +107,10 @@ class DriftConsumer(ConsumerProcess):
         self.metrics = EventMetrics(registry)
         self.gauges = DriftGauges(self.metrics.registry)
         unwatched: set[tuple[str, str]] = set()
-        self.assigner = WindowAssigner(self.specs, self.gauges, unwatched=unwatched, clock=clock)
+        bounds = Bounds.from_settings(settings.drift)
+        self.assigner = WindowAssigner(
+            self.specs, self.gauges, unwatched=unwatched, clock=clock, bounds=bounds
+        )
         self.runner = ConsumerRunner.from_settings(
             settings.events,
             log_,
@@ -128,9 +130,12 @@ class DriftConsumer(ConsumerProcess):
             reviews=self.specs.review if isinstance(self.specs, SpecCatalog) else None,
             unwatched=unwatched,
             clock=clock,
+            bounds=bounds,
+            max_attempts=settings.drift.max_score_attempts,
+            backoff_min_s=settings.drift.sweep_interval_s,
+            backoff_max_s=settings.drift.retry_backoff_max_s,
         )
         self._next_sweep = 0.0
-        self._retries = LogThrottle()
 
     def run_once(self, timeout: float = 0.5) -> BatchResult:
         """Process one batch, report the windows it closed; sweep when due."""
@@ -154,26 +159,9 @@ class DriftConsumer(ConsumerProcess):
         locked or read-only event log, a lost broker) costs only time. An error a retry cannot
         cure stops the consumer: retrying it would only spin.
         """
-        delay = 0.0
-        while not stop.is_set():
-            try:
-                self.run_once(poll_timeout)
-            except Exception as exc:
-                if not is_transient(exc):
-                    log.critical(
-                        "drift consumer stops: %s: %s; a retry cannot cure this, fix the cause "
-                        "and restart it (the batch was not committed and is read again)",
-                        type(exc).__name__,
-                        exc,
-                    )
-                    raise
-                delay = min(_BACKOFF_MAX_S, max(_BACKOFF_MIN_S, delay * 2))
-                self._retries.warning(
-                    log, "drift consumer: %s: %s; retrying with back-off", type(exc).__name__, exc
-                )
-                stop.wait(delay)
-            else:
-                delay = 0.0
+        run_with_backoff(
+            lambda: self.run_once(poll_timeout), stop, name="drift consumer", logger=log
+        )
 
     def _guarded(self, name: str, step: Callable[[], int]) -> int:
         try:

@@ -20,6 +20,7 @@ import pandas as pd
 from loopstack.core.errors import InvalidInput
 from loopstack.core.modelspec import ModelSpec, load_model_spec
 from loopstack.monitoring.detector_client import DetectorClient
+from loopstack.monitoring.drift.bounds import Bounds, bound_reference
 from loopstack.monitoring.drift.bundles import read_bundle_info
 from loopstack.monitoring.drift.consumer import detector_url
 from loopstack.monitoring.drift.rows import PREDICTION
@@ -92,13 +93,19 @@ def fit_detectors(ctx: StepContext) -> None:
     url = detector_url(ctx.settings)
     key = f"{spec.name}-run-{ctx.run_id}"[:128]
     drift = spec.drift
+    # Windows drop rows missing a feature (reporter.window_frame); the reference does too. Its
+    # long and rare categories are bounded the way windows' are (bounds.py).
+    sample = bound_reference(
+        reference[list(dict.fromkeys([*features, PREDICTION]))].dropna(),
+        categorical,
+        Bounds.from_settings(ctx.settings.drift),
+    )
     with DetectorClient(url) as client:
         if not client.healthy():
             raise DetectorServerUnavailable(url, "no answer to GET /healthz")
         bundle = client.fit(
             key,
-            # Windows drop rows missing a feature (reporter.window_frame); the reference does too.
-            reference[list(dict.fromkeys([*features, PREDICTION]))].dropna(),
+            sample,
             categorical,
             prediction=prediction,
             features=features,

@@ -32,7 +32,7 @@ class DriftGauges:
         )
         self.windows = Counter(
             "loopstack_drift_windows",
-            "Windows reported, by status (ok, not_enough_data).",
+            "Windows reported, by status (ok, not_enough_data, failed: given up, not retried).",
             ["model", "version", "status"],
             registry=self.registry,
         )
@@ -44,13 +44,15 @@ class DriftGauges:
         )
         self.skipped = Counter(
             "loopstack_drift_skipped_rows",
-            "Prediction rows left out of windows, by reason (shadow, no_rows, incomplete).",
+            "Prediction rows left out of windows, by reason (shadow, no_rows, incomplete, "
+            "too_wide).",
             ["model", "reason"],
             registry=self.registry,
         )
         self.score_failures = Counter(
             "loopstack_drift_score_failures",
-            "Attempts to score a window that failed and will be retried (server, registry).",
+            "Attempts to score a window that failed and will be retried with back-off (server, "
+            "registry).",
             ["model", "version"],
             registry=self.registry,
         )

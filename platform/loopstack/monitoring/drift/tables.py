@@ -19,7 +19,7 @@ from sqlalchemy import (
     Text,
 )
 
-__all__ = ["drift_results", "drift_rows", "drift_windows", "metadata"]
+__all__ = ["drift_failures", "drift_results", "drift_rows", "drift_windows", "metadata"]
 
 metadata = MetaData()
 
@@ -38,7 +38,8 @@ drift_windows = Table(
     Column("drifted", Boolean),
     Column("reported_at", DateTime()),
 )
-"""One row per window; `state` is `open`, `closed` (waiting to be scored) or `reported`."""
+"""One row per window; `state` is `open`, `closed` (waiting to be scored), `reported` or
+`failed` (given up: the reason is in `drift_failures`)."""
 
 drift_rows = Table(
     "loopstack_drift_rows",
@@ -75,3 +76,16 @@ drift_results = Table(
 )
 """The read table of `GET /v1/models/{name}/drift`: one row per reported window and feature
 (kind `feature` or `prediction`; kind `outlier` with feature `outlier_fraction`)."""
+
+drift_failures = Table(
+    "loopstack_drift_failures",
+    metadata,
+    Column("model", String(128), primary_key=True),
+    Column("version", String(64), primary_key=True),
+    Column("window_no", Integer, primary_key=True),
+    Column("attempts", Integer, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("failed_at", DateTime(), nullable=False),
+)
+"""Failed attempts at scoring a window, counted (a table of its own: stores written before it
+existed gain it with `create_all`); the window is given up at `drift.max_score_attempts`."""

@@ -1,10 +1,12 @@
 """The consumer's handler: puts the rows of `prediction.v1` events into per-version windows.
 
-A window of a model version closes when it holds `drift.window_size` rows, when a prediction
-arrives `drift.window_seconds` (event time) after the window's first one, or, without new
-predictions, that long after it opened (wall clock; `close_idle`). Everything is written on
+A window of a model version closes when it holds the spec's `drift.window_size` rows (at most
+the setting `drift.max_window_rows`), when a prediction arrives `drift.window_seconds` (event
+time) after the window's first one, or, without new predictions, that long after it opened
+(wall clock; `close_idle`). Everything is written on
 the connection of the consumer's transaction, so the rows, the window state and the event's
 processed mark commit together. Shadow predictions are left out: they mirror champion traffic.
+Rows are stored bounded (`bounds.Bounds.row`: scalars only, long strings as digests).
 """
 
 from __future__ import annotations
@@ -15,13 +17,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import orjson
 from sqlalchemy import Engine, and_, func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from loopstack.core.events import Event
 from loopstack.core.events.schema import full_type
 from loopstack.core.modelspec import DriftSpec
+from loopstack.monitoring.drift.bounds import Bounds
 from loopstack.monitoring.drift.gauges import DriftGauges
 from loopstack.monitoring.drift.rows import event_rows
 from loopstack.monitoring.drift.tables import drift_rows, drift_windows
@@ -72,9 +74,11 @@ class WindowAssigner:
         *,
         unwatched: set[tuple[str, str]] | None = None,
         clock: Callable[[], datetime] = utcnow,
+        bounds: Bounds | None = None,
     ) -> None:
         self._specs = specs
         self._gauges = gauges
+        self.bounds = bounds or Bounds()
         self.unwatched = unwatched if unwatched is not None else set()
         """Versions known to have no detectors: their rows are counted, not kept."""
         self._clock = clock
@@ -92,10 +96,16 @@ class WindowAssigner:
         if not rows:
             self._gauges.skipped.labels(model, "no_rows").inc()
             return
-        if (model, version) in self.unwatched:
-            self._gauges.no_detectors.labels(model, version).inc(len(rows))
+        bounded = [self.bounds.row(row) for row in rows]
+        stored = [row for row in bounded if row is not None]
+        if len(stored) < len(bounded):
+            self._gauges.skipped.labels(model, "too_wide").inc(len(bounded) - len(stored))
+        if not stored:
             return
-        self.add(conn, model, version, event.id, parse_time(data["request_time"]), rows)
+        if (model, version) in self.unwatched:
+            self._gauges.no_detectors.labels(model, version).inc(len(stored))
+            return
+        self.add(conn, model, version, event.id, parse_time(data["request_time"]), stored)
 
     def add(
         self,
@@ -104,11 +114,13 @@ class WindowAssigner:
         version: str,
         event_id: str,
         at: datetime,
-        rows: Sequence[dict[str, Any]],
+        rows: Sequence[str],
     ) -> None:
-        """Append rows predicted at `at` to the version's windows."""
+        """Append rows predicted at `at` (each its stored JSON, `Bounds.row`) to the version's
+        windows."""
         spec = self._specs(model)
         span = timedelta(seconds=spec.window_seconds)
+        size = min(spec.window_size, self.bounds.max_window_rows)
         window = _open_window(conn, model, version)
         if window is not None and at >= window.start + span:
             _set_state(conn, model, version, window.number, "closed")
@@ -123,12 +135,12 @@ class WindowAssigner:
                     window_no=window.number,
                     event_id=event_id,
                     row_no=row_no,
-                    data=orjson.dumps(row, option=orjson.OPT_SERIALIZE_NUMPY).decode(),
+                    data=row,
                 )
             )
             window.size += 1
             window.start, window.end = min(window.start, at), max(window.end, at)
-            full = window.size >= spec.window_size
+            full = window.size >= size
             conn.execute(
                 update(drift_windows)
                 .where(*_key(model, version, window.number))

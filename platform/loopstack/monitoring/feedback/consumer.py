@@ -10,17 +10,25 @@ a batch came back short), evaluates closed
 windows (gauges, `quality.v1` alerts), pushes fresh lag features and writes the recorded
 training labels to the offline store (`labels.py`). It serves its Prometheus
 metrics on `127.0.0.1:<feedback.metrics_port>/metrics` and stops on SIGTERM.
+
+Nothing one event or window holds stops it: a poison event is dead-lettered by the runner (the
+projector refuses outcomes that cannot label their prediction, `errors.PoisonOutcome`), a window
+whose metrics fail is recorded as failed (`windows.refresh`), and a transient error of the log or
+the read model is waited out with back-off (`core.backoff`); only an error a retry cannot cure
+outside any event stops it, saying so.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
 
 from prometheus_client import CollectorRegistry
 
+from loopstack.core.backoff import run_with_backoff
 from loopstack.core.events import (
     BatchResult,
     ConsumerProcess,
@@ -29,6 +37,7 @@ from loopstack.core.events import (
     EventMetrics,
 )
 from loopstack.core.events.topics import OUTCOMES, PREDICTIONS
+from loopstack.core.logthrottle import LogThrottle
 from loopstack.core.processes import stop_on_signals
 from loopstack.core.settings import Settings, load_settings
 from loopstack.monitoring.feedback.alerts import QualityAlerter, QualityPublisher
@@ -41,7 +50,7 @@ from loopstack.monitoring.feedback.projector import FeedbackProjector, utcnow
 from loopstack.monitoring.feedback.push import LagPusher
 from loopstack.monitoring.feedback.review_queries import review_summary
 from loopstack.monitoring.feedback.store import ReadModel
-from loopstack.monitoring.feedback.windows import refresh
+from loopstack.monitoring.feedback.windows import refresh, window_failure_counts
 
 __all__ = ["FeedbackConsumer", "catalog_for", "main"]
 
@@ -89,6 +98,7 @@ class FeedbackConsumer(ConsumerProcess):
             entity_tolerance_s=fb.entity_time_tolerance_s,
             push_models=set(fb.push_sources) if pusher is not None else set(),
             clock=clock,
+            max_outcome_abs=fb.max_outcome_abs,
         )
         self.runner = ConsumerRunner.from_settings(
             settings.events,
@@ -110,6 +120,19 @@ class FeedbackConsumer(ConsumerProcess):
         self.pusher = pusher
         self.labels = labels
         self._next_housekeeping = 0.0
+        self._throttle = LogThrottle()
+
+    def run(self, stop: threading.Event, poll_timeout: float = 0.5) -> None:
+        """Process batches until `stop` is set; back off and go on while the event log or the
+        read model fails transiently (the failed batch is read again); stop on an error a retry
+        cannot cure, saying so."""
+        run_with_backoff(
+            lambda: self.run_once(poll_timeout),
+            stop,
+            name="feedback consumer",
+            logger=log,
+            throttle=self._throttle,
+        )
 
     def run_once(self, timeout: float = 0.5) -> BatchResult:
         """Process one batch; do the housekeeping when it is due."""
@@ -118,7 +141,8 @@ class FeedbackConsumer(ConsumerProcess):
         if caught_up:
             # While a backlog drains, windows are refreshed on the housekeeping timer instead:
             # out-of-order outcomes would otherwise recompute the same windows every batch.
-            refresh(self.read_model.engine, self.catalog)
+            # The batch is committed: a failing refresh is retried by the housekeeping.
+            self._step("windows", lambda: refresh(self.read_model.engine, self.catalog))
         if time.monotonic() >= self._next_housekeeping:
             # Orphans only once caught up (a short batch): after downtime, the predictions an
             # outcome waits for may still be in the backlog, past the outcome's deadline.
@@ -130,7 +154,15 @@ class FeedbackConsumer(ConsumerProcess):
         training labels offline (each independently: one failing leaves the others running and
         is retried next time)."""
         self._next_housekeeping = time.monotonic() + self.settings.feedback.sweep_interval_s
-        done = {"orphans": 0, "windows": 0, "alerts": 0, "reviews": 0, "pushed": 0, "labels": 0}
+        done = {
+            "orphans": 0,
+            "windows": 0,
+            "failed": 0,
+            "alerts": 0,
+            "reviews": 0,
+            "pushed": 0,
+            "labels": 0,
+        }
         steps: list[tuple[str, Callable[[], int]]] = []
         if sweep:
             steps.append(
@@ -146,6 +178,14 @@ class FeedbackConsumer(ConsumerProcess):
                 )
             )
         steps.append(("windows", lambda: refresh(self.read_model.engine, self.catalog)))
+        steps.append(
+            (
+                "failed",
+                lambda: self.alerter.gauges.set_failed(
+                    window_failure_counts(self.read_model.engine)
+                ),
+            )
+        )
         steps.append(("alerts", lambda: len(self.alerter.evaluate())))
         steps.append(
             ("reviews", lambda: self.review_gauges.set(review_summary(self.read_model.engine)))
@@ -155,15 +195,25 @@ class FeedbackConsumer(ConsumerProcess):
         if self.labels is not None:
             steps.append(("labels", self.labels.drain))
         for name, step in steps:
-            try:
-                done[name] = step()
-            except Exception:  # housekeeping must not stop the consumer; logged, retried
-                log.exception(
-                    "feedback: %s step failed; retrying in %.0fs",
-                    name,
-                    self.settings.feedback.sweep_interval_s,
-                )
+            done[name] = self._step(name, step)
         return done
+
+    def _step(self, name: str, step: Callable[[], int]) -> int:
+        """Run one housekeeping step; a failure is logged (identical ones at most every 30 s)
+        and retried at the next sweep: housekeeping never stops the consumer."""
+        try:
+            return step()
+        except Exception as exc:
+            self._throttle.log(
+                log,
+                logging.ERROR,
+                "feedback: %s step failed (%s: %s); retrying in %.0fs",
+                name,
+                type(exc).__name__,
+                exc,
+                self.settings.feedback.sweep_interval_s,
+            )
+            return 0
 
 
 def main() -> None:

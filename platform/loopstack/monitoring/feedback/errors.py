@@ -8,7 +8,9 @@ __all__ = [
     "FeedbackRejected",
     "FeatureSourceMissing",
     "OrphanOutcome",
+    "PoisonOutcome",
     "PredictionNotFound",
+    "ReadModelRebuilding",
     "ReadModelUnavailable",
     "ReviewNotFound",
 ]
@@ -74,4 +76,28 @@ class FeatureSourceMissing(NotFound):
         super().__init__(
             f"model {model!r}: push source {source!r} is not in the Feast registry; apply the "
             "feature repository, or fix LOOPSTACK_FEEDBACK__PUSH_SOURCES"
+        )
+
+
+class PoisonOutcome(InvalidInput):
+    """An outcome event in the log that cannot label its prediction (a value older than intake's
+    checks, or published around them): the consumer dead-letters it with this message and goes
+    on. Send a valid outcome for the prediction instead (`loopstack feedback send`)."""
+
+    def __init__(self, event_id: str, value: str, why: str) -> None:
+        super().__init__(
+            f"outcome {event_id} ({value[:200]}) is dead-lettered: {why}; send a valid outcome "
+            "for the prediction instead"
+        )
+
+
+class ReadModelRebuilding(Unavailable):
+    """`feedback rebuild` is re-applying the log: quality reads would see a partial read model.
+    Retry once it ends (the rebuild's answer says when)."""
+
+    def __init__(self, started_at: str) -> None:
+        super().__init__(
+            f"the feedback read model is being rebuilt (since {started_at}); its quality windows "
+            "are incomplete until the rebuild ends: retry in a moment (if no rebuild is running, "
+            "run `loopstack feedback rebuild` again to finish it)"
         )

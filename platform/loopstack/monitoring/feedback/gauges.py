@@ -45,6 +45,22 @@ class QualityGauges:
             ["model", "version", "route"],
             registry=self.registry,
         )
+        self.failed = Gauge(
+            "loopstack_quality_windows_failed",
+            "Closed windows whose metrics could not be computed (the quality API says why).",
+            ["model"],
+            registry=self.registry,
+        )
+        self._failed_models: set[str] = set()
+
+    def set_failed(self, counts: dict[str, int]) -> int:
+        """Publish failed windows per model (a model no longer listed goes back to 0)."""
+        for model in self._failed_models - counts.keys():
+            self.failed.labels(model).set(0)
+        self._failed_models |= counts.keys()
+        for model, count in counts.items():
+            self.failed.labels(model).set(count)
+        return sum(counts.values())
 
     def set_window(
         self,

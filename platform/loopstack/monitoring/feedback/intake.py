@@ -5,16 +5,22 @@ with its reason.
 An outcome is checked against its model's task here, before it reaches the log: a classifier's
 outcome must be one of its classes (`ModelCatalog.classes`; "1" for an integer class is that
 class, `yes` for 0/1 is refused with the allowed values) and is published as that class; a
-regression outcome must be a finite number. An outcome by prediction id whose prediction is not
-in the read model yet has no known model (nor has a classifier whose classes are recorded with
-its champion while the registry is away): it is published if it is a number or a label, and the
-join checks it against the prediction's classes (`projector.py`)."""
+regression outcome must be a finite number. No numeric outcome may exceed `max_outcome_abs` in
+magnitude (`feedback.max_outcome_abs`, 1e15 by default), so none can overflow a window's metrics.
+
+An outcome by prediction id sent right after the prediction races the feedback consumer: intake
+waits up to `wait_s` (`feedback.intake_wait_s`) for the prediction to reach the read model and
+then checks the outcome against that model. One whose prediction is still unknown (nor a
+classifier whose classes are recorded with its champion while the registry is away) is published
+if it is a bounded number or a label, and the join checks it against the prediction's classes: an
+outcome that fits no prediction it names is dead-lettered there (`projector.py`)."""
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -85,12 +91,20 @@ class OutcomeIntake:
         *,
         max_batch: int = 10_000,
         source: str = "loopstack/api",
+        models_of: Callable[[Collection[str]], Mapping[str, str]] | None = None,
+        wait_s: float = 0.0,
+        max_outcome_abs: float = 1e15,
     ) -> None:
         self._publisher = publisher
         self._catalog = catalog
         self._model_of = model_of
+        self._models_of = models_of or (
+            lambda ids: {i: m for i in ids if (m := model_of(i)) is not None}
+        )
         self.max_batch = max_batch
         self._source = source
+        self.wait_s = wait_s
+        self.max_outcome_abs = max_outcome_abs
 
     def submit(self, items: Sequence[Any]) -> FeedbackResult:
         """Validate every item, publish the valid ones, report each.
@@ -107,9 +121,10 @@ class OutcomeIntake:
             )
         result = FeedbackResult()
         events: list[Event] = []
+        models = self._models_by_prediction(items)
         for index, item in enumerate(items):
             try:
-                event = self.event_for(item)
+                event = self.event_for(item, models)
             except (InvalidInput, EventError) as exc:
                 result.items.append({"index": index, "status": "rejected", "reason": str(exc)})
                 continue
@@ -130,8 +145,28 @@ class OutcomeIntake:
         """Hand validated outcome events to the log."""
         self._publisher.publish(OUTCOMES, events)
 
-    def event_for(self, item: Any) -> Event:
-        """The validated `outcome.v1` event of one item.
+    def _models_by_prediction(self, items: Sequence[Any]) -> dict[str, str]:
+        """The models of the predictions the items name by id only, waiting up to `wait_s` for
+        those the consumer has not stored yet (an outcome sent right after its prediction)."""
+        wanted = {
+            str(item["prediction_id"])
+            for item in items
+            if isinstance(item, dict)
+            and item.get("prediction_id") not in (None, "")
+            and not item.get("model")
+        }
+        if not wanted:
+            return {}
+        found = dict(self._models_of(wanted))
+        deadline = time.monotonic() + self.wait_s
+        while len(found) < len(wanted) and time.monotonic() < deadline:
+            time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
+            found.update(self._models_of(wanted - found.keys()))
+        return found
+
+    def event_for(self, item: Any, models: Mapping[str, str] | None = None) -> Event:
+        """The validated `outcome.v1` event of one item (`models`: prediction id -> model, as
+        looked up already).
 
         Raises:
             InvalidInput: the item says why it cannot be an outcome.
@@ -162,7 +197,7 @@ class OutcomeIntake:
         pid = item.get("prediction_id")
         if pid not in (None, ""):
             data["prediction_id"] = str(pid)
-            model = model or self._model_of(str(pid))
+            model = model or (models or {}).get(str(pid)) or self._model_of(str(pid))
         elif item.get("entity_key") and item.get("event_time"):
             if not model:
                 raise InvalidInput("an outcome by `entity_key` + `event_time` needs `model`")
@@ -225,6 +260,11 @@ class OutcomeIntake:
                 f"`outcome` {value!r} is not a number: model {model!r} needs a finite number"
                 if model
                 else f"`outcome` {value!r} is not a number, a boolean or a label"
+            )
+        if abs(number) > self.max_outcome_abs:
+            raise InvalidInput(
+                f"`outcome` {value!r} is out of range: its magnitude may be at most "
+                f"{self.max_outcome_abs:g} (feedback.max_outcome_abs)"
             )
         return value
 

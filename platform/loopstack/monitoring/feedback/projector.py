@@ -31,6 +31,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from loopstack.core.errors import InvalidInput
 from loopstack.core.events import Event
 from loopstack.monitoring.feedback.catalog import ModelCatalog
+from loopstack.monitoring.feedback.errors import PoisonOutcome
 from loopstack.monitoring.feedback.labels import record_label
 from loopstack.monitoring.feedback.records import (
     OutcomeRow,
@@ -80,8 +81,10 @@ class FeedbackProjector:
         entity_tolerance_s: float = 300.0,
         push_models: Collection[str] = (),
         clock: Callable[[], datetime] = utcnow,
+        max_outcome_abs: float = 1e15,
     ) -> None:
         self.catalog = catalog
+        self.max_outcome_abs = max_outcome_abs
         self.tolerance = timedelta(seconds=entity_tolerance_s)
         self.push_models = set(push_models)
         self.clock = clock
@@ -197,9 +200,23 @@ class FeedbackProjector:
         outcome = OutcomeRow.from_event(event)
         if outcome.value is None and not isinstance(outcome.label, str):
             raise InvalidInput(f"outcome {event.id}: value {outcome.value_json} is not a label")
+        if outcome.value is not None and abs(outcome.value) > self.max_outcome_abs:
+            raise PoisonOutcome(
+                event.id,
+                outcome.value_json,
+                f"its magnitude exceeds feedback.max_outcome_abs ({self.max_outcome_abs:g})",
+            )
         info = self.catalog.get(outcome.model)
         now = self.clock()
         matched = self._matching_predictions(conn, outcome)
+        if matched and not any(_fits(p, outcome) for p in matched):
+            first = matched[0]
+            raise PoisonOutcome(
+                event.id,
+                outcome.value_json,
+                f"it is not {_allowed(first)}, as prediction {first['prediction_id']!r} of "
+                f"model {first['model']!r} needs",
+            )
         for prediction in matched:
             self._set_outcome(conn, prediction, outcome)
         conn.execute(
@@ -352,6 +369,14 @@ class FeedbackProjector:
         ).first()
         if queued is None:
             conn.execute(insert(push_queue).values(model=model, entity=entity, hour=hour))
+
+
+def _allowed(prediction: RowMapping) -> str:
+    """What may label `prediction`, for messages."""
+    classes = class_probabilities(json.loads(prediction["document"]))
+    if classes is not None:
+        return "one of the classes " + ", ".join(classes)
+    return "a finite number"
 
 
 def _fits(prediction: RowMapping, outcome: OutcomeRow) -> bool:

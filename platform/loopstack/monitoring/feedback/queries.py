@@ -10,6 +10,7 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.engine import RowMapping
 
 from loopstack.core.errors import InvalidInput
+from loopstack.core.events.store import reading
 from loopstack.monitoring.feedback.errors import PredictionNotFound
 from loopstack.monitoring.feedback.records import parse_time, to_iso
 from loopstack.monitoring.feedback.store import ReadModel
@@ -80,7 +81,7 @@ class QualityQueries:
         Raises:
             PredictionNotFound: no such prediction (yet).
         """
-        with self._rm.engine.connect() as conn:
+        with reading(self._rm.engine) as conn:
             row = (
                 conn.execute(
                     select(predictions).where(predictions.c.prediction_id == prediction_id)
@@ -94,7 +95,7 @@ class QualityQueries:
 
     def model_of(self, prediction_id: str) -> str | None:
         """The model of a stored prediction, or None."""
-        with self._rm.engine.connect() as conn:
+        with reading(self._rm.engine) as conn:
             found = conn.execute(
                 select(predictions.c.model).where(predictions.c.prediction_id == prediction_id)
             ).first()
@@ -128,7 +129,7 @@ class QualityQueries:
                 or_(p.request_time < when, and_(p.request_time == when, p.prediction_id < pid))
             )
         query = query.order_by(p.request_time.desc(), p.prediction_id.desc()).limit(limit + 1)
-        with self._rm.engine.connect() as conn:
+        with reading(self._rm.engine) as conn:
             rows = list(conn.execute(query).mappings())
         more = len(rows) > limit
         rows = rows[:limit]
@@ -155,7 +156,7 @@ class QualityQueries:
             where.append(w.version == version)
         if route is not None:
             where.append(w.route == route)
-        with self._rm.engine.connect() as conn:
+        with reading(self._rm.engine) as conn:
             heads = list(
                 conn.execute(
                     select(windows).where(*where).order_by(w.version, w.route, w.window_no)
@@ -243,7 +244,7 @@ class QualityQueries:
             .where(p.model == model, p.outcome_event_id.is_not(None))
             .order_by(p.version, p.route, p.request_time, p.prediction_id)
         )
-        with self._rm.engine.connect() as conn:
+        with reading(self._rm.engine) as conn:
             return [
                 {**dict(r), "segments": json.loads(r["segments"])}
                 for r in conn.execute(query).mappings()

@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine, RowMapping
 
 from loopstack.core.errors import InvalidInput
+from loopstack.core.events.store import reading
 from loopstack.monitoring.feedback.queries import MAX_PAGE, decode_cursor, encode_cursor
 from loopstack.monitoring.feedback.records import to_iso
 from loopstack.monitoring.feedback.tables import predictions, reviews
@@ -77,7 +78,7 @@ def review_page(
             (r.flagged_at > when) | ((r.flagged_at == when) & (r.prediction_id > pid))
         )
     query = query.order_by(r.flagged_at, r.prediction_id).limit(limit + 1)
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         rows = list(conn.execute(query).mappings())
     page = rows[:limit]
     return {
@@ -97,7 +98,7 @@ def review_summary(engine: Engine, *, model: str | None = None) -> list[dict[str
     )
     if model is not None:
         query = query.where(r.model == model)
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         rows = list(conn.execute(query.order_by(r.model, r.version)))
     return [
         {

@@ -2,23 +2,35 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 
 from loopstack.core.events import EventLog
+from loopstack.core.events.store import reading
+from loopstack.core.secrets import redact_url
 from loopstack.core.settings import Settings
 from loopstack.monitoring.feedback.catalog import ModelCatalog
-from loopstack.monitoring.feedback.errors import ReviewNotFound
+from loopstack.monitoring.feedback.errors import (
+    ReadModelRebuilding,
+    ReadModelUnavailable,
+    ReviewNotFound,
+)
 from loopstack.monitoring.feedback.intake import FeedbackResult, OutcomeIntake, OutcomePublisher
 from loopstack.monitoring.feedback.projector import FeedbackProjector
 from loopstack.monitoring.feedback.queries import QualityQueries
-from loopstack.monitoring.feedback.rebuild import RebuildResult, rebuild
+from loopstack.monitoring.feedback.rebuild import RebuildResult, rebuild, rebuilding_since
+from loopstack.monitoring.feedback.records import to_iso
 from loopstack.monitoring.feedback.review_queries import ReviewStatus, review_page
 from loopstack.monitoring.feedback.store import ReadModel
-from loopstack.monitoring.feedback.tables import reviews
+from loopstack.monitoring.feedback.tables import predictions, reviews, window_failures
+
+_LOOKUP_CHUNK = 500
+"""Prediction ids per lookup query (SQLite limits the bound parameters of one statement)."""
 
 __all__ = ["FeedbackService"]
 
@@ -41,8 +53,15 @@ class FeedbackService:
         self.event_log = event_log
         self.catalog = catalog or catalog_for(settings)
         self.queries = QualityQueries(read_model)
+        fb = settings.feedback
         self.intake = OutcomeIntake(
-            publisher, self.catalog, self.queries.model_of, max_batch=settings.feedback.max_batch
+            publisher,
+            self.catalog,
+            self.queries.model_of,
+            max_batch=fb.max_batch,
+            models_of=self._models_of,
+            wait_s=fb.intake_wait_s,
+            max_outcome_abs=fb.max_outcome_abs,
         )
 
     @classmethod
@@ -65,8 +84,60 @@ class FeedbackService:
         return self.queries.predictions(**filters)
 
     def quality(self, model: str, **filters: Any) -> dict[str, Any]:
-        """Windowed live quality of a model (see `QualityQueries.quality`)."""
-        return self.queries.quality(model, **filters)
+        """Windowed live quality of a model (see `QualityQueries.quality`), with the windows
+        whose metrics could not be computed and why (`failed_windows`).
+
+        Raises:
+            ReadModelRebuilding: a rebuild is under way (its windows are incomplete).
+            ReadModelUnavailable: the database cannot answer now (locked, away).
+        """
+        with self._database():
+            since = rebuilding_since(self.read_model.engine)
+            if since is not None:
+                raise ReadModelRebuilding(to_iso(since) or "?")
+            answer = self.queries.quality(model, **filters)
+            answer["failed_windows"] = self._failed_windows(model, filters.get("version"))
+        return answer
+
+    def _failed_windows(self, model: str, version: str | None) -> list[dict[str, Any]]:
+        f = window_failures.c
+        query = select(window_failures).where(f.model == model)
+        if version is not None:
+            query = query.where(f.version == version)
+        query = query.order_by(f.version, f.route, f.window_no)
+        with reading(self.read_model.engine) as conn:
+            return [
+                {
+                    "version": r["version"],
+                    "route": r["route"],
+                    "window": r["window_no"],
+                    "reason": r["reason"],
+                    "failed_at": to_iso(r["failed_at"]),
+                }
+                for r in conn.execute(query).mappings()
+            ]
+
+    @contextmanager
+    def _database(self) -> Iterator[None]:
+        """A read or rebuild the database cannot serve now (a lock held past the busy timeout, a
+        lost connection) is a 503 naming the read model, not a 500."""
+        try:
+            yield
+        except OperationalError as exc:
+            detail = str(exc.orig or exc).splitlines()[0]
+            raise ReadModelUnavailable(redact_url(self.read_model.url), detail) from exc
+
+    def _models_of(self, prediction_ids: Collection[str]) -> dict[str, str]:
+        """Prediction id -> model of the stored predictions among `prediction_ids`."""
+        ids = sorted(prediction_ids)
+        p = predictions.c
+        found: dict[str, str] = {}
+        with self._database(), reading(self.read_model.engine) as conn:
+            for start in range(0, len(ids), _LOOKUP_CHUNK):
+                chunk = ids[start : start + _LOOKUP_CHUNK]
+                query = select(p.prediction_id, p.model).where(p.prediction_id.in_(chunk))
+                found.update({str(pid): str(model) for pid, model in conn.execute(query)})
+        return found
 
     def reviews(self, status: ReviewStatus = "pending", **filters: Any) -> dict[str, Any]:
         """A page of the review queue with per-version counts (see `review_page`)."""
@@ -81,7 +152,7 @@ class FeedbackService:
             ReviewNotFound: the prediction is not in the review queue.
             InvalidInput: the outcome is not a valid label for the model.
         """
-        with self.read_model.engine.connect() as conn:
+        with reading(self.read_model.engine) as conn:
             queued = conn.execute(
                 select(reviews.c.model).where(reviews.c.prediction_id == prediction_id)
             ).first()
@@ -107,8 +178,10 @@ class FeedbackService:
             self.catalog,
             entity_tolerance_s=fb.entity_time_tolerance_s,
             push_models=set(fb.push_sources),
+            max_outcome_abs=fb.max_outcome_abs,
         )
-        return rebuild(self.read_model, self.event_log, fb.group, projector, self.catalog)
+        with self._database():
+            return rebuild(self.read_model, self.event_log, fb.group, projector, self.catalog)
 
     def close(self) -> None:
         """Close the read model."""

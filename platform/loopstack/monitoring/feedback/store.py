@@ -6,14 +6,16 @@ share one database, so applying an event and marking it processed is one transac
 
 from __future__ import annotations
 
-from sqlalchemy import delete
+from datetime import datetime
+
+from sqlalchemy import delete, insert
 from sqlalchemy.exc import SQLAlchemyError
 
 from loopstack.core.events import ConsumerStore
 from loopstack.core.secrets import redact_url
 from loopstack.core.settings import Settings
 from loopstack.monitoring.feedback.errors import ReadModelUnavailable
-from loopstack.monitoring.feedback.tables import metadata
+from loopstack.monitoring.feedback.tables import metadata, rebuilds
 
 __all__ = ["ReadModel", "read_model_url"]
 
@@ -42,12 +44,15 @@ class ReadModel:
         """The read model these settings name."""
         return cls(read_model_url(settings))
 
-    def reset(self, group: str) -> None:
-        """Empty every feedback table and forget which events `group` applied (for a rebuild)."""
+    def reset(self, group: str, rebuilding: datetime | None = None) -> None:
+        """Empty every feedback table and forget which events `group` applied (for a rebuild);
+        with `rebuilding`, record in the same transaction that a rebuild started then."""
         with self.engine.begin() as conn:
             for table in reversed(metadata.sorted_tables):
                 conn.execute(delete(table))
             self.store.forget_group(conn, group)
+            if rebuilding is not None:
+                conn.execute(insert(rebuilds).values(id=1, started_at=rebuilding))
 
     def close(self) -> None:
         """Dispose of the connection pool."""

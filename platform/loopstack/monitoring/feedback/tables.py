@@ -33,6 +33,8 @@ __all__ = [
     "reviews",
     "series",
     "training_labels",
+    "rebuilds",
+    "window_failures",
     "window_metrics",
     "windows",
 ]
@@ -139,6 +141,27 @@ window_metrics = Table(
     Column("value", Float),
 )
 """Metric values of closed windows: NULL where a metric is undefined (AUC of one class)."""
+
+window_failures = Table(
+    "feedback_window_failures",
+    metadata,
+    Column("model", String(_MODEL), primary_key=True),
+    Column("version", String(_VERSION), primary_key=True),
+    Column("route", String(_ROUTE), primary_key=True),
+    Column("window_no", Integer, primary_key=True),
+    Column("reason", Text, nullable=False),
+    Column("failed_at", DateTime, nullable=False),
+)
+"""Closed windows whose metrics could not be computed, with why (no metrics rows then); a
+window's row goes when a later recomputation succeeds."""
+
+rebuilds = Table(
+    "feedback_rebuilds",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("started_at", DateTime, nullable=False),
+)
+"""A rebuild in progress (one row from the reset to the end): quality reads answer 503."""
 
 alert_state = Table(
     "feedback_alert_state",

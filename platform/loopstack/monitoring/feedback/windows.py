@@ -12,8 +12,15 @@ Joining is cheap and metrics are computed once per batch:
   the newest joined one), and records a new closed window when the count reaches a multiple of
   `size`; an override marks its row's window dirty (`mark_dirty`);
 - `refresh` (after the batch commits) renumbers the rows from the first dirty window on and
-  recomputes the dirty windows. In the usual case outcomes arrive roughly in prediction order
-  and only the newly closed window is computed.
+  recomputes the dirty windows, a bounded number per transaction (a rebuild's hundreds of
+  windows never hold the database for long). In the usual case outcomes arrive roughly in
+  prediction order and only the newly closed window is computed.
+
+A window whose metrics cannot be computed (a value older than intake's checks, a bug) never stops
+the consumer nor the other windows: it is recorded as failed with the reason
+(`feedback_window_failures`, shown by the quality API), logged once, and computed again when a
+later outcome changes it. Values are clipped to +-`VALUE_CLIP` first, so no finite outcome or
+score can overflow a metric.
 
 A classifier's window is scored on the class probabilities its answers logged: two classes get
 the binary metrics on P(second class), three or more accuracy, macro-F1 and log-loss.
@@ -22,27 +29,51 @@ the binary metrics on P(second class), three or more accuracy, macro-F1 and log-
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
+import numpy as np
 from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
 
+from loopstack.core.events.store import reading
 from loopstack.monitoring.feedback.catalog import ModelCatalog
 from loopstack.monitoring.feedback.records import class_probabilities, label_key
-from loopstack.monitoring.feedback.tables import counters, predictions, window_metrics, windows
+from loopstack.monitoring.feedback.tables import (
+    counters,
+    predictions,
+    window_failures,
+    window_metrics,
+    windows,
+)
 from loopstack.pipelines.metrics import task_metrics
 
 __all__ = [
+    "VALUE_CLIP",
     "JoinedRow",
     "WindowKey",
     "mark_dirty",
     "place_row",
     "refresh",
+    "window_failure_counts",
     "window_metric_rows",
 ]
+
+log = logging.getLogger(__name__)
+
+VALUE_CLIP = 1e100
+"""Outcomes and scores are clipped to +-this before metrics: (2 * 1e100)**2 times any window size
+stays far below the largest float, so no sum of squares overflows."""
+
+REFRESH_CHUNK = 20
+"""Windows recomputed per transaction."""
+_MAX_CHUNKS = 1000
+"""Chunks per version and route in one `refresh` (joins racing it cannot keep it going; what is
+left waits for the next call)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,13 +105,20 @@ def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def _clip(value: float) -> float:
+    return value if math.isnan(value) else min(VALUE_CLIP, max(-VALUE_CLIP, value))
+
+
 def _metrics(task: str, rows: Sequence[JoinedRow]) -> dict[str, float | None]:
     classes = _classes(rows)
-    if task == "classification" and classes is not None:
-        proba = [[(r.probabilities or {}).get(c, 0.0) for c in classes] for r in rows]
-        values = task_metrics(task, [r.label for r in rows], proba, classes)
-    else:
-        values = task_metrics(task, [r.y for r in rows], [r.score for r in rows])
+    # Clipped values cannot overflow RMSE or MAE; a ratio that still does (MAPE of a target
+    # near zero) is not finite and stored as undefined, like AUC of one class.
+    with np.errstate(all="ignore"):
+        if task == "classification" and classes is not None:
+            proba = [[(r.probabilities or {}).get(c, 0.0) for c in classes] for r in rows]
+            values = task_metrics(task, [r.label for r in rows], proba, classes)
+        else:
+            values = task_metrics(task, [_clip(r.y) for r in rows], [_clip(r.score) for r in rows])
     return {k: _finite(v) for k, v in values.items()}
 
 
@@ -270,31 +308,57 @@ def _rows(conn: Connection, key: WindowKey) -> list[JoinedRow]:
 
 
 def _recompute(conn: Connection, key: WindowKey, task: str, segments: Sequence[str]) -> None:
-    rows = _rows(conn, key)
-    w, m = windows.c, window_metrics.c
-    conn.execute(
-        update(windows)
-        .where(
-            w.model == key.model,
-            w.version == key.version,
-            w.route == key.route,
-            w.window_no == key.window_no,
-        )
-        .values(
-            start_time=min(r.request_time for r in rows),
-            end_time=max(r.request_time for r in rows),
-            size=len(rows),
-            dirty=False,
-        )
+    """Compute a window's metrics, or record why they cannot be (database errors propagate)."""
+    w, m, f = windows.c, window_metrics.c, window_failures.c
+    this = (
+        (w.model == key.model, w.version == key.version, w.route == key.route),
+        (m.model == key.model, m.version == key.version, m.route == key.route),
+        (f.model == key.model, f.version == key.version, f.route == key.route),
+    )
+    rows: list[JoinedRow] = []
+    try:
+        rows = _rows(conn, key)
+        values = window_metric_rows(task, rows, segments)
+        reason = None
+    except SQLAlchemyError:
+        raise
+    except Exception as exc:
+        reason = f"{type(exc).__name__}: {exc}"[:1000]
+    conn.execute(delete(window_metrics).where(*this[1], m.window_no == key.window_no))
+    conn.execute(delete(window_failures).where(*this[2], f.window_no == key.window_no))
+    bounds = (
+        {
+            "start_time": min(r.request_time for r in rows),
+            "end_time": max(r.request_time for r in rows),
+            "size": len(rows),
+        }
+        if rows
+        else {}
     )
     conn.execute(
-        delete(window_metrics).where(
-            m.model == key.model,
-            m.version == key.version,
-            m.route == key.route,
-            m.window_no == key.window_no,
-        )
+        update(windows).where(*this[0], w.window_no == key.window_no).values(dirty=False, **bounds)
     )
+    if reason is not None:
+        # Logged once per computation: the window is not retried until an outcome changes it.
+        log.error(
+            "feedback: window %d of %s v%s (%s) has no metrics: %s; the other windows go on",
+            key.window_no,
+            key.model,
+            key.version,
+            key.route,
+            reason,
+        )
+        conn.execute(
+            insert(window_failures).values(
+                model=key.model,
+                version=key.version,
+                route=key.route,
+                window_no=key.window_no,
+                reason=reason,
+                failed_at=datetime.now(UTC).replace(tzinfo=None),
+            )
+        )
+        return
     conn.execute(
         insert(window_metrics),
         [
@@ -307,34 +371,50 @@ def _recompute(conn: Connection, key: WindowKey, task: str, segments: Sequence[s
                 "metric": metric,
                 "value": value,
             }
-            for segment, metric, value in window_metric_rows(task, rows, segments)
+            for segment, metric, value in values
         ],
     )
 
 
 def refresh(engine: Engine, catalog: ModelCatalog) -> int:
-    """Renumber and recompute every dirty window (one transaction); return how many."""
+    """Renumber and recompute every dirty window, `REFRESH_CHUNK` windows per transaction;
+    return how many were computed (failed ones included)."""
     w = windows.c
-    done = 0
     with engine.begin() as conn:
-        dirty = conn.execute(
-            select(w.model, w.version, w.route, func.min(w.window_no))
-            .where(w.dirty.is_(True))
-            .group_by(w.model, w.version, w.route)
+        groups = conn.execute(
+            select(w.model, w.version, w.route).where(w.dirty.is_(True)).distinct()
         ).all()
-        for model, version, route, first in dirty:
-            info = catalog.get(model)
-            _renumber(conn, model, version, route, first, info.quality.window_size)
-            numbers = (
-                conn.execute(
-                    select(w.window_no).where(
-                        w.model == model, w.version == version, w.route == route, w.dirty.is_(True)
+    done = 0
+    for model, version, route in groups:
+        info = catalog.get(model)
+        same = (w.model == model, w.version == version, w.route == route, w.dirty.is_(True))
+        for _ in range(_MAX_CHUNKS):
+            # Each chunk renumbers from the first window still dirty, in its own transaction:
+            # a join committed in between has marked what it shifted dirty again.
+            with engine.begin() as conn:
+                first = conn.execute(select(func.min(w.window_no)).where(*same)).scalar()
+                if first is None:
+                    break
+                # Renumbering moves rows between windows: pick the chunk's numbers after it.
+                _renumber(conn, model, version, route, first, info.quality.window_size)
+                numbers = (
+                    conn.execute(
+                        select(w.window_no).where(*same).order_by(w.window_no).limit(REFRESH_CHUNK)
                     )
+                    .scalars()
+                    .all()
                 )
-                .scalars()
-                .all()
-            )
-            for number in numbers:
-                _recompute(conn, WindowKey(model, version, route, number), info.task, info.segments)
-                done += 1
+                for number in numbers:
+                    _recompute(
+                        conn, WindowKey(model, version, route, number), info.task, info.segments
+                    )
+                done += len(numbers)
     return done
+
+
+def window_failure_counts(engine: Engine) -> dict[str, int]:
+    """Failed windows per model (for the consumer's gauge)."""
+    f = window_failures.c
+    with reading(engine) as conn:
+        found = conn.execute(select(f.model, func.count()).group_by(f.model)).all()
+    return {str(model): int(count) for model, count in found}

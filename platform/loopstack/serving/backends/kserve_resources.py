@@ -32,6 +32,10 @@ def ingest_url(settings: Settings) -> str:
     return settings.serving.ingest_url or default
 
 
+def _probe(path: str) -> dict[str, Any]:
+    return {"httpGet": {"path": path, "port": 8080}, "timeoutSeconds": 3}
+
+
 def render_cluster_serving_runtime(settings: Settings) -> dict[str, Any]:
     """The ClusterServingRuntime running `python -m loopstack.serving.server` from the image."""
     env = [
@@ -50,7 +54,11 @@ def render_cluster_serving_runtime(settings: Settings) -> dict[str, Any]:
         "env": env,
         "ports": [{"containerPort": 8080, "name": "http1", "protocol": "TCP"}],
         "resources": DEFAULT_RESOURCES,
-        "readinessProbe": {"httpGet": {"path": "/v2/health/ready", "port": 8080}},
+        # As the chart's: ready once every deployed version answers, live while the process
+        # answers (a pod loading a large model is not restarted), imports given 5 minutes.
+        "startupProbe": {**_probe("/v2/health/live"), "periodSeconds": 5, "failureThreshold": 60},
+        "readinessProbe": {**_probe("/v2/health/ready"), "periodSeconds": 5},
+        "livenessProbe": {**_probe("/v2/health/live"), "periodSeconds": 20, "failureThreshold": 6},
     }
     return {
         "apiVersion": "serving.kserve.io/v1alpha1",

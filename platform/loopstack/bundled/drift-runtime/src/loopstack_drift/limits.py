@@ -1,0 +1,1 @@
+../../../../../drift-runtime/src/loopstack_drift/limits.py
